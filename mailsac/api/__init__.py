@@ -1,0 +1,1 @@
+"""The HTTP edge: a Starlette app with Mailsac-compatible routes under ``/api``."""

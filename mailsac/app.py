@@ -1,0 +1,165 @@
+"""Composition root: build every service from settings and run them on one event loop.
+
+Start order: database engine → blob dir → metadata writer → SMTP listener → HTTP server
+→ background sweeps. Shutdown runs in reverse: stop accepting SMTP (in-flight DATA gets
+``shutdown_grace`` seconds), stop HTTP, flush the metadata writer, dispose the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailsac import __version__
+from mailsac.access import KeyAuthenticator
+from mailsac.api.app import create_app
+from mailsac.api.context import ApiContext
+from mailsac.config import Settings
+from mailsac.delivery import Delivery
+from mailsac.mailbox import Mailboxes
+from mailsac.smtp.handler import MailsacHandler
+from mailsac.smtp.server import SmtpListener
+from mailsac.storage import BlobStore, MetadataWriter
+from mailsac.storage.db import create_engine
+from mailsac.storage.keys import ensure_key
+from mailsac.storage.sweeper import sweep_forever
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the composition root owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Services:
+    """Everything the running service consists of."""
+
+    settings: Settings
+    engine: AsyncEngine
+    blobs: BlobStore
+    writer: MetadataWriter
+    delivery: Delivery
+    mailboxes: Mailboxes
+    auth: KeyAuthenticator
+    smtp: SmtpListener
+    smtp_port: int = 0
+    http_port: int = 0
+    http: _EmbeddedUvicorn | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def health(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        db: dict[str, Any]
+        try:
+            async with asyncio.timeout(2.0):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            db = {"ok": True, "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+        except Exception as exc:  # any failure means "not ready"
+            db = {"ok": False, "error": type(exc).__name__}
+        smtp = {"listening": self.smtp.listening, "port": self.smtp_port}
+        ok = bool(db["ok"]) and self.smtp.listening
+        return {"status": "ok" if ok else "degraded", "version": __version__,
+                "database": db, "smtp": smtp}
+
+
+def build_services(settings: Settings, database_url: str) -> Services:
+    engine = create_engine(database_url, pool_size=settings.db_pool_size)
+    blobs = BlobStore(settings.blob_dir)
+    writer = MetadataWriter(engine)
+    hostname = settings.effective_hostname()
+    delivery = Delivery(blobs, writer, hostname)
+    handler = MailsacHandler(delivery, settings.domains)
+    smtp = SmtpListener(handler, hostname=hostname, max_message_size=settings.max_message_size,
+                        timeout=settings.smtp_timeout)
+    return Services(
+        settings=settings, engine=engine, blobs=blobs, writer=writer, delivery=delivery,
+        mailboxes=Mailboxes(engine, blobs, settings.cache_bytes),
+        auth=KeyAuthenticator(engine), smtp=smtp,
+    )
+
+
+def _http_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def start(services: Services) -> None:
+    settings = services.settings
+    services.blobs.ensure_root()
+    if settings.admin_key:
+        async with services.engine.begin() as conn:
+            await ensure_key(conn, "admin", settings.admin_key)
+    services.writer.start()
+    services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
+    context = ApiContext(mailboxes=services.mailboxes, auth=services.auth,
+                         health=services.health)
+    app = create_app(context)
+    sock = _http_socket(settings.bind, settings.http_port)
+    services.http_port = int(sock.getsockname()[1])
+    config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None,
+                            timeout_graceful_shutdown=5, server_header=False)
+    services.http = _EmbeddedUvicorn(config)
+    services.tasks.append(asyncio.create_task(services.http.serve(sockets=[sock]), name="http"))
+    while not services.http.started:
+        if services.tasks[-1].done():
+            services.tasks[-1].result()  # re-raise why the HTTP server could not start
+        await asyncio.sleep(0.01)
+    services.tasks.append(asyncio.create_task(
+        sweep_forever(services.engine, services.blobs, settings.orphan_sweep_interval),
+        name="orphan-sweep"))
+    log.info("mailsac %s ready: SMTP %s:%d, HTTP http://%s:%d", __version__, settings.bind,
+             services.smtp_port, settings.bind, services.http_port)
+
+
+async def stop(services: Services) -> None:
+    await services.smtp.stop(services.settings.shutdown_grace)
+    if services.http is not None:
+        services.http.should_exit = True
+    for task in services.tasks:
+        if task.get_name() != "http":
+            task.cancel()
+    await asyncio.gather(*services.tasks, return_exceptions=True)
+    await services.writer.stop()
+    await services.engine.dispose()
+    log.info("mailsac stopped")
+
+
+async def serve(settings: Settings, database_url: str) -> None:
+    """Run until SIGINT/SIGTERM, then shut down in order."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    services = build_services(settings, database_url)
+    try:
+        await start(services)
+        if settings.ready_file:
+            with open(settings.ready_file, "w") as f:
+                json.dump({"smtp_port": services.smtp_port, "http_port": services.http_port}, f)
+        await stopping.wait()
+        log.info("shutdown requested")
+    finally:
+        await stop(services)

@@ -1,0 +1,166 @@
+"""Typed, immutable settings loaded once from ``MAILSAC_*`` variables and CLI flags.
+
+Every setting is declared once, as a dataclass field whose metadata names its environment
+variable and describes it. :func:`add_arguments` turns the same declarations into
+``argparse`` flags (``--smtp-port`` …) whose help text shows the default, and
+:func:`load_settings` merges defaults < environment < flags. No other module reads
+``os.environ`` for configuration; tests build :class:`Settings` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _setting(default: Any, env: str, help: str, *, flag: bool = True) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All runtime settings of the service (see ``python -m mailsac serve --help``)."""
+
+    data_dir: Path = _setting(
+        Path("./mailsac-data"), "MAILSAC_DATA_DIR",
+        "directory for raw message blobs and the embedded PostgreSQL")
+    database_url: str = _setting(
+        "", "DATABASE_URL",
+        "PostgreSQL URL; empty starts a private embedded PostgreSQL under the data dir")
+    bind: str = _setting(
+        "127.0.0.1", "MAILSAC_BIND",
+        "address the SMTP and HTTP listeners bind to (0.0.0.0 or :: to serve others)")
+    smtp_port: int = _setting(2525, "MAILSAC_SMTP_PORT", "SMTP listener port (0 = any free)")
+    http_port: int = _setting(8080, "MAILSAC_HTTP_PORT", "HTTP API listener port (0 = any free)")
+    hostname: str = _setting(
+        "", "MAILSAC_HOSTNAME", "name used in the SMTP banner and Received headers "
+        "(empty = this machine's FQDN)")
+    domains: tuple[str, ...] = _setting(
+        (), "MAILSAC_DOMAINS",
+        "comma-separated domains to accept mail for; empty accepts every domain")
+    max_message_size: int = _setting(
+        2_621_440, "MAILSAC_MAX_MESSAGE_SIZE",
+        "largest accepted message in bytes (advertised as SIZE; larger gets 552)")
+    smtp_timeout: float = _setting(
+        300.0, "MAILSAC_SMTP_TIMEOUT", "seconds an idle SMTP session may wait between commands")
+    shutdown_grace: float = _setting(
+        15.0, "MAILSAC_SHUTDOWN_GRACE",
+        "seconds in-flight SMTP sessions get to finish on shutdown")
+    admin_key: str = _setting(
+        "", "MAILSAC_ADMIN_KEY",
+        "if set, this API key is registered (hashed) at start-up, named 'admin'")
+    cache_bytes: int = _setting(
+        64 * 1024 * 1024, "MAILSAC_CACHE_BYTES",
+        "memory budget of the parsed-message cache used by body/attachment endpoints")
+    orphan_sweep_interval: float = _setting(
+        3600.0, "MAILSAC_ORPHAN_SWEEP_INTERVAL",
+        "seconds between sweeps that delete blobs no message refers to")
+    db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
+    log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")
+    ready_file: str = _setting(
+        "", "MAILSAC_READY_FILE",
+        "once listening, write {\"smtp_port\", \"http_port\"} as JSON to this file (for scripts)")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+    def effective_hostname(self) -> str:
+        import socket
+
+        return self.hostname or socket.getfqdn()
+
+
+class SettingsError(ValueError):
+    """A setting could not be parsed or failed validation."""
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw.replace("_", ""))
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(raw)
+        if kind in ("tuple[str, ...]",):
+            return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{name}: cannot parse {raw!r}: {exc}") from exc
+
+
+def _flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per setting; help shows the variable and default."""
+    for f in fields(Settings):
+        if not f.metadata.get("flag", True):
+            continue
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        parser.add_argument(
+            _flag_name(f.name), dest=f.name, default=None, metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [env {f.metadata['env']}, default: {shown!r}]")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    args: argparse.Namespace | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from defaults, then ``environ``, then parsed CLI ``args``, then overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw: str | None = environ.get(f.metadata["env"])
+        if args is not None and getattr(args, f.name, None) is not None:
+            raw = getattr(args, f.name)
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.metadata["env"], f.type, raw)
+    values.update(overrides)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    for port_name in ("smtp_port", "http_port"):
+        port = getattr(settings, port_name)
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"{port_name} must be between 0 and 65535, not {port}")
+    if settings.max_message_size < 1024:
+        raise SettingsError("max_message_size must be at least 1024 bytes")
+    if settings.smtp_timeout <= 0 or settings.shutdown_grace < 0:
+        raise SettingsError("timeouts must be positive")
+    if settings.database_url and not settings.database_url.startswith("postgresql"):
+        raise SettingsError("DATABASE_URL must be a postgresql:// URL")
+
+
+def usage_table(settings: Settings | None = None) -> str:
+    """A plain-text table of every setting, its variable, default and description."""
+    rows: list[Sequence[str]] = [("variable", "default", "description")]
+    for f in fields(Settings):
+        value = getattr(settings, f.name) if settings else f.default
+        shown = ",".join(value) if isinstance(value, tuple) else str(value)
+        rows.append((f.metadata["env"], shown, f.metadata["help"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}" for r in rows)
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with ``changes`` applied and validated."""
+    new = dataclasses.replace(settings, **changes)
+    validate(new)
+    return new

@@ -1,0 +1,127 @@
+"""The single domain entry point for incoming mail: parse, store the blob, commit metadata.
+
+``deliver()`` returns only after the raw bytes are fsynced in the blob directory *and* the
+metadata rows are committed, so the SMTP layer may answer ``250`` exactly when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from mailsac.mime import ParsedMessage, parse_message
+from mailsac.policy import Recipient
+from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+_ID_LENGTH = 20  # 119 random bits
+
+
+def new_message_id(index: int = 0) -> str:
+    """Mailsac-style id: random alphanumerics plus ``-<recipient index>``."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH)) + f"-{index}"
+
+
+def now_ms() -> datetime:
+    """The current UTC time truncated to milliseconds (the precision the API reports)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One SMTP transaction as the SMTP layer hands it over."""
+
+    mail_from: str
+    recipients: list[Recipient]
+    content: bytes  # the DATA payload, dot-unstuffed, CRLF line endings
+    client_ip: str
+    client_helo: str
+    via: str  # the address of ours the client connected to
+    tls: bool = False
+
+
+def received_header(
+    msg: InboundMessage, hostname: str, trace_id: str, when: datetime
+) -> bytes:
+    """Our RFC 5321 §4.4 trace header, folded, CRLF-terminated."""
+    protocol = "ESMTPS" if msg.tls else "ESMTP"
+    helo = "".join(ch for ch in msg.client_helo if 32 < ord(ch) < 127)[:200] or "unknown"
+    lines = [
+        f"Received: from {helo} ([{msg.client_ip}])",
+        f"\tby {hostname} (mailsac) with {protocol} id {trace_id}",
+    ]
+    if len(msg.recipients) == 1:
+        lines.append(f"\tfor <{msg.recipients[0].original}>;")
+    else:
+        lines[-1] += ";"
+    lines.append(f"\t{format_datetime(when)}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", errors="replace")
+
+
+def build_records(
+    msg: InboundMessage, parsed: ParsedMessage, blob_key: str, size: int, when: datetime
+) -> list[MessageRecord]:
+    """One row per distinct inbox (``a+1@x`` and ``a+2@x`` land once in ``a@x``)."""
+    attachments = [a.checksum for a in parsed.attachments] or None
+    records: list[MessageRecord] = []
+    seen: set[str] = set()
+    for recipient in msg.recipients:
+        if recipient.inbox in seen:
+            continue
+        seen.add(recipient.inbox)
+        records.append(
+            MessageRecord(
+                id=new_message_id(len(records)),
+                inbox=recipient.inbox,
+                original_inbox=recipient.original,
+                domain=recipient.domain,
+                received=when,
+                size=size,
+                blob_key=blob_key,
+                subject=parsed.subject,
+                from_addrs=[a.to_json() for a in parsed.from_],
+                to_addrs=[a.to_json() for a in parsed.to],
+                cc_addrs=[a.to_json() for a in parsed.cc],
+                bcc_addrs=[a.to_json() for a in parsed.bcc],
+                attachments=attachments,
+                links=list(parsed.links),
+                ip=msg.client_ip,
+                via=msg.via,
+                mail_from=msg.mail_from,
+                message_id=parsed.message_id,
+                folder="inbox",
+                labels=[],
+                read=False,
+                rtls=msg.tls,
+                saved_by=None,
+                spam=None,
+            )
+        )
+    return records
+
+
+class Delivery:
+    """Stores incoming mail durably; see the module docstring for the guarantee."""
+
+    def __init__(self, blobs: BlobStore, writer: MetadataWriter, hostname: str) -> None:
+        self._blobs = blobs
+        self._writer = writer
+        self._hostname = hostname
+
+    async def deliver(self, msg: InboundMessage) -> list[MessageRecord]:
+        if not msg.recipients:
+            raise ValueError("deliver() needs at least one recipient")
+        when = now_ms()
+        blob_key = new_blob_key()
+        raw = received_header(msg, self._hostname, blob_key[:16], when) + msg.content
+        # Parsing is CPU work proportional to the message: keep it off the event loop.
+        parsed = await asyncio.to_thread(parse_message, raw)
+        records = build_records(msg, parsed, blob_key, len(raw), when)
+        await self._blobs.write(blob_key, raw)
+        await self._writer.insert(records)
+        return records

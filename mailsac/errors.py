@@ -1,0 +1,44 @@
+"""Protocol-free domain errors. Each edge (SMTP, HTTP) maps them to replies in one table."""
+
+from __future__ import annotations
+
+
+class MailsacError(Exception):
+    """Base class of every error the domain raises on purpose."""
+
+
+class InvalidAddress(MailsacError):
+    """An address failed the syntax rules of :mod:`mailsac.policy`."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address!r}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class DomainNotAccepted(MailsacError):
+    """The recipient's domain is not one this server accepts mail for."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(f"mail for {domain} is not accepted here")
+        self.domain = domain
+
+
+class MessageNotFound(MailsacError):
+    """No message with that id in that inbox."""
+
+
+class AttachmentNotFound(MailsacError):
+    """The message has no attachment matching the identifier."""
+
+
+class StorageUnavailable(MailsacError):
+    """The database or blob directory cannot take writes right now (temporary)."""
+
+
+class StorageFull(StorageUnavailable):
+    """The blob directory is out of space (temporary)."""
+
+
+class Unauthorized(MailsacError):
+    """Missing, unknown or revoked API key."""

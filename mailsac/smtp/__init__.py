@@ -1,0 +1,1 @@
+"""The SMTP edge: aiosmtpd protocol (with streaming DATA), hooks and the reply table."""

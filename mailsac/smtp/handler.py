@@ -1,0 +1,112 @@
+"""aiosmtpd hooks: translate SMTP commands into policy checks and one ``deliver()`` call.
+
+The handler never touches SQL or blobs; every reply comes from :mod:`mailsac.smtp.replies`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailsac.delivery import Delivery, InboundMessage
+from mailsac.errors import DomainNotAccepted, InvalidAddress, MailsacError
+from mailsac.policy import Recipient, domain_accepted, parse_recipient
+from mailsac.smtp import replies
+
+log = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8 asks servers to accept at least 100
+
+
+class MailsacEnvelope(Envelope):
+    """aiosmtpd's envelope plus the validated recipients."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipients: list[Recipient] = []
+
+
+class MailsacHandler:
+    """The hook object passed to :class:`mailsac.smtp.server.MailsacSMTP`."""
+
+    def __init__(self, delivery: Delivery, accepted_domains: Collection[str]) -> None:
+        self._delivery = delivery
+        self._accepted = frozenset(accepted_domains)
+        self.accepted_messages = 0
+        self.rejected_messages = 0
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # the 5-argument hook must record it itself
+        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        return responses[:-1] + extra + responses[-1:]
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        if address != "<>":  # the null reverse-path (bounces) is always allowed
+            try:
+                parse_recipient(address)
+            except InvalidAddress as exc:
+                return str(replies.reply_for(exc, sender=True))
+        envelope.mail_from = "" if address == "<>" else address
+        envelope.mail_options.extend(mail_options)
+        return str(replies.S250_SENDER_OK)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        assert isinstance(envelope, MailsacEnvelope)
+        if len(envelope.recipients) >= MAX_RECIPIENTS:
+            return str(replies.S452_TOO_MANY_RECIPIENTS)
+        try:
+            recipient = parse_recipient(address)
+            if not domain_accepted(recipient.domain, self._accepted):
+                raise DomainNotAccepted(recipient.domain)
+        except MailsacError as exc:
+            return str(replies.reply_for(exc))
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        envelope.recipients.append(recipient)
+        return str(replies.S250_RECIPIENT_OK)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope, MailsacEnvelope)
+        content = envelope.original_content or b""
+        peer: Any = session.peer
+        sockname: Any = server.transport.get_extra_info("sockname") if server.transport else None
+        message = InboundMessage(
+            mail_from=envelope.mail_from or "",
+            recipients=list(envelope.recipients),
+            content=content,
+            client_ip=str(peer[0]) if isinstance(peer, tuple) else "",
+            client_helo=session.host_name or "",
+            via=str(sockname[0]) if isinstance(sockname, tuple) else "",
+            tls=session.ssl is not None,
+        )
+        try:
+            # Shielded: a client that disconnects now must not abort a half-done store.
+            records = await asyncio.shield(self._delivery.deliver(message))
+        except MailsacError as exc:
+            self.rejected_messages += 1
+            log.warning("message from %s not stored: %s", message.client_ip, exc)
+            return str(replies.reply_for(exc))
+        except Exception:
+            self.rejected_messages += 1
+            log.exception("unexpected error storing a message from %s", message.client_ip)
+            return str(replies.S554_INTERNAL_ERROR)
+        self.accepted_messages += 1
+        ids = " ".join(r.id for r in records)
+        return str(replies.S250_QUEUED.with_text(f"OK: message stored as {ids}"))
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("SMTP session error", exc_info=error)
+        return str(replies.S554_INTERNAL_ERROR)

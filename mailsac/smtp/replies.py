@@ -1,0 +1,70 @@
+"""Every SMTP reply we send, in one table (RFC 5321 §4.2 codes, RFC 3463 enhanced codes).
+
+Names follow aiosmtpd's ``S<code>_<NAME>`` rule; tests assert against these constants.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from mailsac.errors import (
+    DomainNotAccepted,
+    InvalidAddress,
+    StorageFull,
+    StorageUnavailable,
+)
+
+
+class Reply(NamedTuple):
+    code: int
+    enhanced: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+    def with_text(self, text: str) -> Reply:
+        return self._replace(text=text)
+
+
+S250_SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+S250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+S250_QUEUED = Reply(250, "2.0.0", "OK: message stored")
+S421_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, please try again later")
+S451_TEMP_FAILURE = Reply(
+    451, "4.3.0", "Temporary storage failure; the message was not accepted, try again later"
+)
+S452_STORAGE_FULL = Reply(
+    452, "4.3.1", "Insufficient system storage; the message was not accepted, try again later"
+)
+S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients for one message")
+S501_BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
+S550_RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")
+S552_TOO_BIG = Reply(552, "5.3.4", "Message too big")
+S553_BAD_RECIPIENT = Reply(553, "5.1.3", "Bad recipient address syntax")
+S553_NO_RECIPIENTS = Reply(
+    553, "5.1.0", "No valid recipients: send RCPT TO with an accepted address before DATA"
+)
+S554_INTERNAL_ERROR = Reply(
+    554, "5.3.0", "Internal error while handling the message; it was not accepted"
+)
+
+
+def too_big(limit: int) -> Reply:
+    return S552_TOO_BIG.with_text(f"Message exceeds the maximum size of {limit} bytes")
+
+
+def reply_for(exc: BaseException, *, sender: bool = False) -> Reply:
+    """Map a domain exception to the reply the client gets."""
+    if isinstance(exc, InvalidAddress):
+        base = S501_BAD_SENDER if sender else S553_BAD_RECIPIENT
+        return base.with_text(f"{base.text}: {exc.reason}")
+    if isinstance(exc, DomainNotAccepted):
+        return S550_RELAY_DENIED.with_text(
+            f"Relaying denied: this server does not accept mail for {exc.domain}"
+        )
+    if isinstance(exc, StorageFull):
+        return S452_STORAGE_FULL
+    if isinstance(exc, StorageUnavailable):
+        return S451_TEMP_FAILURE
+    return S554_INTERNAL_ERROR

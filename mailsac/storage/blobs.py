@@ -1,0 +1,147 @@
+"""Raw messages as files: fan-out directories, temp file + fsync + rename, then dir fsync.
+
+A blob is written completely and durably before any metadata row points at it, so a crash
+can leave at most an *orphan* blob (swept later) and never a row without its bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiofiles
+
+from mailsac.errors import MessageNotFound, StorageFull, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_TMP_SUFFIX = ".tmp"
+
+
+def new_blob_key() -> str:
+    """128 random bits, hex: unguessable and evenly spread over the fan-out directories."""
+    return secrets.token_hex(16)
+
+
+class BlobStore:
+    """Stores raw message bytes under ``root/ab/cd/abcd…`` (65,536 leaf directories)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._made_dirs: set[Path] = set()
+
+    def path_for(self, key: str) -> Path:
+        if len(key) < 8 or not key.isalnum():
+            raise ValueError(f"invalid blob key {key!r}")
+        return self.root / key[0:2] / key[2:4] / key
+
+    def ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write_sync(self, key: str, data: bytes) -> None:
+        final = self.path_for(key)
+        directory = final.parent
+        if directory not in self._made_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(directory)
+        tmp = directory / (key + _TMP_SUFFIX)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, final)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+
+    async def write(self, key: str, data: bytes) -> None:
+        """Durably store ``data`` under ``key``; raise StorageFull/StorageUnavailable.
+
+        The whole write/fsync/rename runs in one worker-thread hop: aiofiles would need a
+        hop per call, and fsync has no aiofiles wrapper.
+        """
+        try:
+            await asyncio.to_thread(self._write_sync, key, data)
+        except OSError as exc:
+            if exc.errno in _FULL_ERRNOS:
+                raise StorageFull(f"blob directory is full: {exc.strerror}") from exc
+            raise StorageUnavailable(f"cannot write blob: {exc.strerror or exc}") from exc
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def read(self, key: str) -> bytes:
+        try:
+            async with aiofiles.open(self.path_for(key), "rb") as f:
+                return await f.read()
+        except FileNotFoundError as exc:
+            raise MessageNotFound(f"blob {key} is missing") from exc
+
+    # -- deleting -----------------------------------------------------------------------------
+
+    def _delete_sync(self, keys: Iterable[str]) -> int:
+        removed = 0
+        for key in keys:
+            try:
+                self.path_for(key).unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not delete blob %s: %s", key, exc)
+        return removed
+
+    async def delete(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        if not keys:
+            return 0
+        return await asyncio.to_thread(self._delete_sync, keys)
+
+    # -- sweeping -----------------------------------------------------------------------------
+
+    def top_dirs(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and len(p.name) == 2)
+
+    def old_keys_under(self, top: Path, min_age: float, now: float | None = None) -> list[str]:
+        """Keys of blobs under one top-level directory older than ``min_age`` seconds.
+
+        Also removes temp files of writes that never finished. Blocking: run it in a
+        worker thread; one top directory holds about 1/256 of all blobs.
+        """
+        now = time.time() if now is None else now
+        found: list[str] = []
+        for second in top.iterdir():
+            if not second.is_dir():
+                continue
+            for entry in os.scandir(second):
+                try:
+                    age = now - entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if age < min_age:
+                    continue
+                if entry.name.endswith(_TMP_SUFFIX):
+                    Path(entry.path).unlink(missing_ok=True)
+                else:
+                    found.append(entry.name)
+        return found

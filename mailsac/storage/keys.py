@@ -1,0 +1,81 @@
+"""API keys: generated once, shown once, stored as sha256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailsac.storage.models import api_keys
+
+_ALPHABET = string.ascii_lowercase + string.digits
+KEY_PREFIX = "k_"
+
+
+def generate_key() -> str:
+    """``k_`` + 26 random [a-z0-9] characters (134 bits), Mailsac's key format."""
+    return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(26))
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    name: str
+    key_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def create_key(
+    conn: AsyncConnection, name: str, key: str | None = None
+) -> tuple[ApiKey, str]:
+    """Store a new key (or the given one) and return it with its plain text."""
+    plain = key or generate_key()
+    row = (
+        await conn.execute(
+            api_keys.insert()
+            .values(name=name, key_hash=hash_key(plain), key_prefix=plain[:6])
+            .returning(*api_keys.c["id", "name", "key_prefix", "created_at", "revoked_at"])
+        )
+    ).one()
+    return ApiKey(*row), plain
+
+
+async def ensure_key(conn: AsyncConnection, name: str, key: str) -> None:
+    """Register ``key`` unless it is already known (used for ``MAILSAC_ADMIN_KEY``)."""
+    found = await conn.execute(select(api_keys.c.id).where(api_keys.c.key_hash == hash_key(key)))
+    if found.first() is None:
+        await create_key(conn, name, key)
+
+
+async def find_active_key(conn: AsyncConnection, key: str) -> ApiKey | None:
+    query = select(*api_keys.c["id", "name", "key_prefix", "created_at", "revoked_at"]).where(
+        api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+    )
+    row = (await conn.execute(query)).first()
+    return ApiKey(*row) if row else None
+
+
+async def list_keys(conn: AsyncConnection) -> list[ApiKey]:
+    query = select(*api_keys.c["id", "name", "key_prefix", "created_at", "revoked_at"]).order_by(
+        api_keys.c.id
+    )
+    return [ApiKey(*row) for row in await conn.execute(query)]
+
+
+async def revoke_key(conn: AsyncConnection, key_id: int) -> bool:
+    result = await conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now().astimezone())
+    )
+    return bool(result.rowcount)

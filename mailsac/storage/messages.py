@@ -1,0 +1,121 @@
+"""Message metadata queries. Functions take a connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailsac.storage.models import messages
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One stored message's metadata (one row per recipient inbox)."""
+
+    id: str
+    inbox: str
+    original_inbox: str
+    domain: str
+    received: datetime
+    size: int
+    blob_key: str
+    subject: str
+    from_addrs: list[dict[str, str]]
+    to_addrs: list[dict[str, str]]
+    cc_addrs: list[dict[str, str]]
+    bcc_addrs: list[dict[str, str]]
+    attachments: list[str] | None
+    links: list[str]
+    ip: str
+    via: str
+    mail_from: str
+    message_id: str | None
+    folder: str
+    labels: list[str]
+    read: bool
+    rtls: bool
+    saved_by: str | None
+    spam: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> MessageRecord:
+        return cls(**{name: row[name] for name in _FIELD_NAMES})
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(MessageRecord))
+_COLUMNS = [messages.c[name] for name in _FIELD_NAMES]
+
+
+async def insert_messages(conn: AsyncConnection, records: Sequence[MessageRecord]) -> None:
+    if records:
+        await conn.execute(messages.insert(), [r.as_row() for r in records])
+
+
+async def list_inbox(
+    conn: AsyncConnection, inbox: str, *, limit: int, until: datetime | None = None
+) -> list[MessageRecord]:
+    """Newest first; ``until`` returns only messages received strictly before it."""
+    query = select(*_COLUMNS).where(messages.c.inbox == inbox)
+    if until is not None:
+        query = query.where(messages.c.received < until)
+    query = query.order_by(messages.c.received.desc(), messages.c.id.desc()).limit(limit)
+    result = await conn.execute(query)
+    return [MessageRecord.from_row(row) for row in result.mappings()]
+
+
+async def count_inbox(conn: AsyncConnection, inbox: str) -> int:
+    query = select(func.count()).select_from(messages).where(messages.c.inbox == inbox)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def get_message(conn: AsyncConnection, inbox: str, message_id: str) -> MessageRecord | None:
+    query = select(*_COLUMNS).where(
+        and_(messages.c.id == message_id, messages.c.inbox == inbox)
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return MessageRecord.from_row(row) if row else None
+
+
+async def delete_message(
+    conn: AsyncConnection, inbox: str, message_id: str
+) -> MessageRecord | None:
+    query = (
+        delete(messages)
+        .where(and_(messages.c.id == message_id, messages.c.inbox == inbox))
+        .returning(*_COLUMNS)
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return MessageRecord.from_row(row) if row else None
+
+
+async def purge_inbox(conn: AsyncConnection, inbox: str) -> list[str]:
+    """Delete every non-starred message of ``inbox``; return their blob keys."""
+    query = (
+        delete(messages)
+        .where(and_(messages.c.inbox == inbox, messages.c.saved_by.is_(None)))
+        .returning(messages.c.blob_key)
+    )
+    return [row[0] for row in await conn.execute(query)]
+
+
+async def referenced_blob_keys(conn: AsyncConnection, keys: Iterable[str]) -> set[str]:
+    """The subset of ``keys`` that some message row still refers to."""
+    wanted = list(set(keys))
+    if not wanted:
+        return set()
+    query = select(messages.c.blob_key).where(messages.c.blob_key.in_(wanted)).distinct()
+    return {row[0] for row in await conn.execute(query)}
+
+
+async def unreferenced_blob_keys(conn: AsyncConnection, keys: Iterable[str]) -> list[str]:
+    wanted = list(dict.fromkeys(keys))
+    used = await referenced_blob_keys(conn, wanted)
+    return [k for k in wanted if k not in used]

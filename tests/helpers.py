@@ -1,0 +1,110 @@
+"""Helpers shared by the tests: start/stop a real server process, build and send mail."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+ADMIN_KEY = "k_testadminkey0000000000000000"
+
+
+@dataclass
+class ServerHandle:
+    """A running ``python -m mailsac serve`` process and how to reach it."""
+
+    proc: subprocess.Popen[bytes]
+    smtp_port: int
+    http_url: str
+    key: str
+    data_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(
+    data_dir: Path, env_extra: dict[str, str], timeout: float = 90.0
+) -> ServerHandle:
+    ready = data_dir / "ready.json"
+    ready.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSAC_")}
+    env.pop("DATABASE_URL", None)
+    env.update({
+        "MAILSAC_DATA_DIR": str(data_dir),
+        "MAILSAC_SMTP_PORT": "0",
+        "MAILSAC_HTTP_PORT": "0",
+        "MAILSAC_BIND": "127.0.0.1",
+        "MAILSAC_HOSTNAME": "mx.mailsac.test",
+        "MAILSAC_READY_FILE": str(ready),
+        "MAILSAC_ADMIN_KEY": ADMIN_KEY,
+        "MAILSAC_LOG_LEVEL": "INFO",
+    })
+    env.update(env_extra)
+    log_path = data_dir / "server.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailsac", "serve"], cwd=ROOT, env=env,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError(f"server not ready:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.05)
+    ports = json.loads(ready.read_text())
+    return ServerHandle(
+        proc=proc, smtp_port=ports["smtp_port"],
+        http_url=f"http://127.0.0.1:{ports['http_port']}", key=ADMIN_KEY,
+        data_dir=data_dir, log_path=log_path,
+    )
+
+
+def stop_server(handle: ServerHandle, timeout: float = 30.0) -> int:
+    if handle.proc.poll() is None:
+        handle.proc.send_signal(signal.SIGTERM)
+    return handle.proc.wait(timeout)
+
+
+def unique_inbox(domain: str = "example.test") -> str:
+    return f"t{uuid.uuid4().hex[:16]}@{domain}"
+
+
+def send_raw(server: ServerHandle, raw: bytes, to: list[str],
+             mail_from: str = "sender@example.org") -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        return smtp.sendmail(mail_from, to, raw)
+
+
+def make_message(to: str, subject: str = "Hello", body: str = "Hi there",
+                 html: str | None = None, sender: str = "Alice <alice@example.org>") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@example.org>"
+    msg.set_content(body)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    return msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def deliver(server: ServerHandle, to: str, **kw: str) -> bytes:
+    raw = make_message(to, **kw)
+    refused = send_raw(server, raw, [to])
+    assert refused == {}
+    return raw
