@@ -33,7 +33,7 @@ from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
 from mailsac.storage import BlobStore, MetadataWriter
 from mailsac.storage.db import create_engine
-from mailsac.storage.keys import ensure_key
+from mailsac.storage.keys import any_keys, create_key, ensure_key
 from mailsac.storage.sweeper import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,14 @@ def _http_socket(host: str, port: int) -> socket.socket:
 async def start(services: Services) -> None:
     settings = services.settings
     services.blobs.ensure_root()
-    if settings.admin_key:
-        async with services.engine.begin() as conn:
+    async with services.engine.begin() as conn:
+        if settings.admin_key:
             await ensure_key(conn, "admin", settings.admin_key)
+        elif not await any_keys(conn):
+            # First start: make the service usable at once; the key is shown only here.
+            _, plain = await create_key(conn, "initial")
+            log.warning("no API key existed, so one was created (shown only once): %s", plain)
+            log.warning("create more with: python -m mailsac keys create --name NAME")
     services.writer.start()
     services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
     context = ApiContext(mailboxes=services.mailboxes, auth=services.auth,

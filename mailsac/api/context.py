@@ -62,7 +62,7 @@ def date_param(request: Request, name: str) -> datetime | None:
     if raw is None or raw == "":
         return None
     try:
-        value = datetime.fromisoformat(raw.replace(" ", "+"))
+        value = datetime.fromisoformat(raw.replace(" ", "+").upper())
     except ValueError:
         try:  # epoch milliseconds, as some Mailsac clients send
             value = datetime.fromtimestamp(int(raw) / 1000, UTC)

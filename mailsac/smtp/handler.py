@@ -56,7 +56,7 @@ class MailsacHandler:
                 parse_recipient(address)
             except InvalidAddress as exc:
                 return str(replies.reply_for(exc, sender=True))
-        envelope.mail_from = "" if address == "<>" else address
+        envelope.mail_from = address  # "<>" stays truthy so RCPT sees a MAIL command
         envelope.mail_options.extend(mail_options)
         return str(replies.S250_SENDER_OK)
 
@@ -84,7 +84,7 @@ class MailsacHandler:
         peer: Any = session.peer
         sockname: Any = server.transport.get_extra_info("sockname") if server.transport else None
         message = InboundMessage(
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from == "<>" else (envelope.mail_from or ""),
             recipients=list(envelope.recipients),
             content=content,
             client_ip=str(peer[0]) if isinstance(peer, tuple) else "",

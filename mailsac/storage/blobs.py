@@ -94,6 +94,8 @@ class BlobStore:
                 return await f.read()
         except FileNotFoundError as exc:
             raise MessageNotFound(f"blob {key} is missing") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read blob: {exc.strerror or exc}") from exc
 
     # -- deleting -----------------------------------------------------------------------------
 

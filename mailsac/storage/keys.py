@@ -57,6 +57,10 @@ async def ensure_key(conn: AsyncConnection, name: str, key: str) -> None:
         await create_key(conn, name, key)
 
 
+async def any_keys(conn: AsyncConnection) -> bool:
+    return (await conn.execute(select(api_keys.c.id).limit(1))).first() is not None
+
+
 async def find_active_key(conn: AsyncConnection, key: str) -> ApiKey | None:
     query = select(*api_keys.c["id", "name", "key_prefix", "created_at", "revoked_at"]).where(
         api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)

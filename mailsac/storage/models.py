@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    REAL,
     BigInteger,
     Boolean,
     Column,
@@ -10,7 +11,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    REAL,
     Table,
     Text,
     func,

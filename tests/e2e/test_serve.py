@@ -1,0 +1,204 @@
+"""``python -m mailsac serve`` exactly as a newcomer runs it: no DATABASE_URL, embedded PG."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import (
+    ADMIN_KEY,
+    ROOT,
+    ServerHandle,
+    deliver,
+    start_server,
+    stop_server,
+    unique_inbox,
+)
+
+
+def _postgres_alive(data_dir: Path) -> bool:
+    pid_file = data_dir / "postgres" / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _wait_until(predicate: object, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture()
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="mailsac-e2e-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _client(handle: ServerHandle) -> httpx.Client:
+    return httpx.Client(base_url=handle.http_url, headers={"Mailsac-Key": ADMIN_KEY}, timeout=30)
+
+
+def test_embedded_database_round_trip_and_restart(data_dir: Path) -> None:
+    handle = start_server(data_dir, {})
+    inbox = unique_inbox()
+    try:
+        assert _postgres_alive(data_dir)
+        deliver(handle, inbox, subject="survives restart")
+        with _client(handle) as api:
+            assert api.get(f"/api/addresses/{inbox}/message-count").json()["count"] == 1
+    finally:
+        code = stop_server(handle)
+    assert code == 0, handle.log()
+    assert "mailsac stopped" in handle.log()
+    assert not _postgres_alive(data_dir), "embedded PostgreSQL outlived a clean shutdown"
+
+    handle = start_server(data_dir, {})  # same data dir: same database, same blobs
+    try:
+        with _client(handle) as api:
+            (message,) = api.get(f"/api/addresses/{inbox}/messages").json()
+            assert message["subject"] == "survives restart"
+            raw = api.get(f"/api/raw/{inbox}/{message['_id']}")
+            assert b"Subject: survives restart" in raw.content
+    finally:
+        assert stop_server(handle) == 0
+
+
+def test_first_start_prints_a_working_key(data_dir: Path, database_url: str) -> None:
+    import re
+
+    fresh_db = database_url.replace("/mailsac_test?", "/mailsac_first_key?")
+    handle = start_server(data_dir, {"DATABASE_URL": fresh_db, "MAILSAC_ADMIN_KEY": ""})
+    try:
+        match = re.search(r"shown only once\): (k_[a-z0-9]{26})", handle.log())
+        assert match, handle.log()
+        response = httpx.get(f"{handle.http_url}/api/addresses/{unique_inbox()}/messages",
+                             headers={"Mailsac-Key": match.group(1)})
+        assert response.status_code == 200
+    finally:
+        assert stop_server(handle) == 0
+    handle = start_server(data_dir, {"DATABASE_URL": fresh_db, "MAILSAC_ADMIN_KEY": ""})
+    try:
+        assert handle.log().count("shown only once") == 1  # not again on the second start
+    finally:
+        assert stop_server(handle) == 0
+
+
+def test_sigkill_takes_embedded_postgres_down_too(data_dir: Path) -> None:
+    handle = start_server(data_dir, {})
+    assert _postgres_alive(data_dir)
+    handle.proc.send_signal(signal.SIGKILL)
+    handle.proc.wait(10)
+    assert _wait_until(lambda: not _postgres_alive(data_dir)), "orphaned PostgreSQL"
+
+
+def test_cli_attaches_to_the_running_service_database(data_dir: Path) -> None:
+    handle = start_server(data_dir, {})
+    try:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("MAILSAC_") and k != "DATABASE_URL"}
+        env["MAILSAC_DATA_DIR"] = str(data_dir)
+        created = subprocess.run(
+            [sys.executable, "-m", "mailsac", "keys", "create", "--name", "laptop"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip()
+        inbox = unique_inbox()
+        deliver(handle, inbox)
+        response = httpx.get(f"{handle.http_url}/api/addresses/{inbox}/messages",
+                             headers={"Mailsac-Key": key})
+        assert response.status_code == 200 and len(response.json()) == 1
+        # A second service on the same data dir is refused with a clear message.
+        second = subprocess.run(
+            [sys.executable, "-m", "mailsac", "serve", "--smtp-port", "0", "--http-port", "0"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode != 0
+        assert "in use by another running mailsac" in second.stderr
+    finally:
+        assert stop_server(handle) == 0
+
+
+def test_migrate_command_and_help(data_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MAILSAC_") and k != "DATABASE_URL"}
+    env["MAILSAC_DATA_DIR"] = str(data_dir)
+    migrated = subprocess.run([sys.executable, "-m", "mailsac", "migrate"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "up to date" in migrated.stdout
+    assert not _postgres_alive(data_dir)  # the command stops the server it started
+    helped = subprocess.run([sys.executable, "-m", "mailsac", "serve", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    for flag, default in (("--smtp-port", "2525"), ("--http-port", "8080"),
+                          ("--data-dir", "mailsac-data"), ("--domains", "")):
+        assert flag in helped.stdout
+        assert default in helped.stdout
+    assert "MAILSAC_MAX_MESSAGE_SIZE" in helped.stdout
+
+
+def test_domains_setting_restricts_recipients(data_dir: Path, database_url: str) -> None:
+    import smtplib
+
+    handle = start_server(data_dir, {"DATABASE_URL": database_url,
+                                     "MAILSAC_DOMAINS": "allowed.test,*.sub.test"})
+    try:
+        with smtplib.SMTP("127.0.0.1", handle.smtp_port) as smtp:
+            smtp.ehlo()
+            smtp.mail("a@example.org")
+            assert smtp.rcpt("x@allowed.test")[0] == 250
+            assert smtp.rcpt("x@deep.sub.test")[0] == 250
+            code, text = smtp.rcpt("x@elsewhere.test")
+            assert code == 550
+            assert b"does not accept mail for elsewhere.test" in text
+    finally:
+        assert stop_server(handle) == 0
+
+
+def test_shutdown_lets_an_in_flight_message_finish(data_dir: Path, database_url: str) -> None:
+    import socket
+
+    handle = start_server(data_dir, {"DATABASE_URL": database_url})
+    inbox = unique_inbox()
+    sock = socket.create_connection(("127.0.0.1", handle.smtp_port), timeout=30)
+    reader = sock.makefile("rb")
+    try:
+        assert reader.readline().startswith(b"220")
+        sock.sendall(f"HELO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<{inbox}>\r\nDATA\r\n"
+                     .encode())
+        replies = [reader.readline()[:3] for _ in range(4)]
+        assert replies == [b"250", b"250", b"250", b"354"]
+        sock.sendall(b"Subject: in flight\r\n\r\n" + b"x" * 1000 + b"\r\n")
+        handle.proc.send_signal(signal.SIGTERM)  # shutdown starts mid-DATA
+        time.sleep(0.5)
+        sock.sendall(b".\r\n")
+        assert reader.readline().startswith(b"250")
+        assert reader.readline().startswith(b"421")  # then told the service is going away
+    finally:
+        reader.close()
+        sock.close()
+    assert handle.proc.wait(30) == 0
+    handle = start_server(data_dir, {"DATABASE_URL": database_url})
+    try:
+        with _client(handle) as api:
+            assert api.get(f"/api/addresses/{inbox}/message-count").json()["count"] == 1
+    finally:
+        assert stop_server(handle) == 0
