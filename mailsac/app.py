@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -24,17 +25,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac import __version__
 from mailsac.access import KeyAuthenticator
+from mailsac.account_mail import AccountMail
+from mailsac.addresses import Addresses
+from mailsac.admin import Admin
 from mailsac.api.app import create_app
 from mailsac.api.context import ApiContext
 from mailsac.config import Settings
 from mailsac.delivery import Delivery
+from mailsac.directory import Directory
 from mailsac.mailbox import Mailboxes
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
 from mailsac.storage import BlobStore, MetadataWriter
+from mailsac.storage.accounts import ADMIN_ACCOUNT, ensure_account
 from mailsac.storage.db import create_engine
 from mailsac.storage.keys import any_keys, create_key, ensure_key
+from mailsac.storage.retention import RetentionPolicy, RetentionSweeper
 from mailsac.storage.sweeper import sweep_forever
+from mailsac.visibility import Visibility
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,11 @@ class Services:
     mailboxes: Mailboxes
     auth: KeyAuthenticator
     smtp: SmtpListener
+    directory: Directory
+    addresses: Addresses
+    account_mail: AccountMail
+    admin: Admin
+    retention: RetentionSweeper
     smtp_port: int = 0
     http_port: int = 0
     http: _EmbeddedUvicorn | None = None
@@ -85,14 +98,24 @@ def build_services(settings: Settings, database_url: str) -> Services:
     blobs = BlobStore(settings.blob_dir)
     writer = MetadataWriter(engine)
     hostname = settings.effective_hostname()
-    delivery = Delivery(blobs, writer, hostname)
+    directory = Directory(engine, database_url)
+    visibility = Visibility(directory)
+    delivery = Delivery(blobs, writer, hostname, directory)
     handler = MailsacHandler(delivery, settings.domains)
     smtp = SmtpListener(handler, hostname=hostname, max_message_size=settings.max_message_size,
                         timeout=settings.smtp_timeout)
+    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility)
+    addresses = Addresses(engine, directory, mailboxes.drop_blobs)
+    auth = KeyAuthenticator(engine)
+    retention = RetentionSweeper(engine, mailboxes.drop_blobs, RetentionPolicy(
+        public_inbox_limit=settings.public_inbox_limit,
+        public_max_age=timedelta(hours=settings.public_max_age_hours)))
+    delivery.add_listener(retention.touched)
     return Services(
         settings=settings, engine=engine, blobs=blobs, writer=writer, delivery=delivery,
-        mailboxes=Mailboxes(engine, blobs, settings.cache_bytes),
-        auth=KeyAuthenticator(engine), smtp=smtp,
+        mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
+        account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
+        admin=Admin(engine, addresses, auth), retention=retention,
     )
 
 
@@ -110,17 +133,23 @@ async def start(services: Services) -> None:
     settings = services.settings
     services.blobs.ensure_root()
     async with services.engine.begin() as conn:
+        await ensure_account(conn, ADMIN_ACCOUNT)
         if settings.admin_key:
-            await ensure_key(conn, "admin", settings.admin_key)
+            await ensure_key(conn, "admin", settings.admin_key, account_id=ADMIN_ACCOUNT,
+                             is_admin=True)
         elif not await any_keys(conn):
             # First start: make the service usable at once; the key is shown only here.
-            _, plain = await create_key(conn, "initial")
+            _, plain = await create_key(conn, "initial", account_id=ADMIN_ACCOUNT,
+                                        is_admin=True)
             log.warning("no API key existed, so one was created (shown only once): %s", plain)
             log.warning("create more with: python -m mailsac keys create --name NAME")
+    await services.directory.start()
     services.writer.start()
     services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
-    context = ApiContext(mailboxes=services.mailboxes, auth=services.auth,
-                         health=services.health)
+    context = ApiContext(
+        mailboxes=services.mailboxes, auth=services.auth, health=services.health,
+        addresses=services.addresses, account_mail=services.account_mail,
+        admin=services.admin, accepted_domains=settings.domains)
     app = create_app(context)
     sock = _http_socket(settings.bind, settings.http_port)
     services.http_port = int(sock.getsockname()[1])
@@ -135,6 +164,8 @@ async def start(services: Services) -> None:
     services.tasks.append(asyncio.create_task(
         sweep_forever(services.engine, services.blobs, settings.orphan_sweep_interval),
         name="orphan-sweep"))
+    services.tasks.append(asyncio.create_task(
+        services.retention.run_forever(settings.retention_interval), name="retention"))
     log.info("mailsac %s ready: SMTP %s:%d, HTTP http://%s:%d", __version__, settings.bind,
              services.smtp_port, settings.bind, services.http_port)
 
@@ -148,6 +179,7 @@ async def stop(services: Services) -> None:
             task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)
     await services.writer.stop()
+    await services.directory.stop()
     await services.engine.dispose()
     log.info("mailsac stopped")
 

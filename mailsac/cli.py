@@ -16,7 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from mailsac import __version__
+from mailsac.addresses import Addresses
+from mailsac.admin import Admin
 from mailsac.config import Settings, SettingsError, add_arguments, load_settings, usage_table
+from mailsac.directory import Directory
+from mailsac.errors import MailsacError
+from mailsac.storage.accounts import DEFAULT_ACCOUNT
 from mailsac.storage.db import create_engine, ensure_database, run_migrations
 from mailsac.storage.embedded import EmbeddedPostgres, running_server_url
 
@@ -57,18 +62,29 @@ def database(settings: Settings, *, exclusive: bool) -> Iterator[str]:
         server.stop()
 
 
-def _run_db(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
+def _run_admin(settings: Settings, work: Callable[[Admin], Coroutine[Any, Any, None]]) -> int:
+    """Run ``work`` with an :class:`Admin` service on the configured database."""
     with database(settings, exclusive=False) as url:
 
         async def runner() -> None:
             engine = create_engine(url, pool_size=1)
             try:
-                async with engine.begin() as conn:
-                    await work(conn)
+                directory = Directory(engine)
+                await directory.reload()
+
+                async def no_blobs(keys: list[str]) -> None:
+                    return None
+
+                await work(Admin(engine, Addresses(engine, directory, no_blobs)))
             finally:
                 await engine.dispose()
 
-        asyncio.run(runner())
+        try:
+            asyncio.run(runner())
+        except MailsacError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -86,27 +102,61 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
-    from mailsac.storage import keys
-
-    async def create(conn: Any) -> None:
-        record, plain = await keys.create_key(conn, args.name)
+    async def create(admin: Admin) -> None:
+        record, plain = await admin.create_key(args.account, args.name, is_admin=args.admin,
+                                               username=args.user)
         print(plain)
-        print(f"created key #{record.id} '{record.name}'; it is shown only once, keep it safe",
-              file=sys.stderr)
+        print(f"created key #{record.id} '{record.name}' for account {record.account_id}; "
+              "it is shown only once, keep it safe", file=sys.stderr)
 
-    async def list_all(conn: Any) -> None:
-        for k in await keys.list_keys(conn):
+    async def list_all(admin: Admin) -> None:
+        for k in await admin.keys(args.account):
             state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-            print(f"{k.id}\t{k.key_prefix}…\t{k.name}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+            role = "admin" if k.is_admin else "user"
+            print(f"{k.id}\t{k.key_prefix}…\t{k.name}\t{k.account_id}\t{role}\t"
+                  f"{k.created_at:%Y-%m-%d %H:%M}\t{state}")
 
-    async def revoke(conn: Any) -> None:
-        if not await keys.revoke_key(conn, args.id):
-            raise SystemExit(f"error: no active key with id {args.id}")
+    async def revoke(admin: Admin) -> None:
+        await admin.revoke_key(args.id)
         print(f"revoked key #{args.id}")
 
     action = {"create": create, "list": list_all, "revoke": revoke}[args.keys_command]
-    _run_db(settings, action)
-    return 0
+    return _run_admin(settings, action)
+
+
+def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
+    async def create(admin: Admin) -> None:
+        account = await admin.create_account(
+            args.id, email=args.email, message_limit=args.message_limit, credits=args.credits)
+        print(f"created account {account.id} (messageLimit {account.message_limit}, "
+              f"{account.private_address_credits} private address credits)")
+
+    async def list_all(admin: Admin) -> None:
+        for a in await admin.accounts():
+            print(f"{a.id}\t{a.email or ''}\t{a.message_limit}\t{a.private_address_credits}")
+
+    return _run_admin(settings, {"create": create, "list": list_all}[args.accounts_command])
+
+
+def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
+    async def add(admin: Admin) -> None:
+        user = await admin.add_user(args.account, args.username, args.email)
+        print(f"added user {user.username} to account {user.account_id}")
+
+    async def list_all(admin: Admin) -> None:
+        for u in await admin.users(args.account):
+            print(f"{u.id}\t{u.username}\t{u.email or ''}")
+
+    return _run_admin(settings, {"add": add, "list": list_all}[args.users_command])
+
+
+def cmd_domains(settings: Settings, args: argparse.Namespace) -> int:
+    async def add(admin: Admin) -> None:
+        domain = await admin.add_domain(args.domain, args.account, args.catch_all)
+        extra = " with catch-all *@" + domain.id if args.catch_all else ""
+        print(f"domain {domain.id} now belongs to account {domain.account_id}{extra}")
+
+    return _run_admin(settings, add)
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,9 +184,43 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="a label for the key")
-    keys_sub.add_parser("list", help="list keys (prefix, name, state)")
+    create.add_argument("--account", default=DEFAULT_ACCOUNT,
+                        help=f"the account the key acts for (default: {DEFAULT_ACCOUNT})")
+    create.add_argument("--user", default=None, help="the user (of that account) it belongs to")
+    create.add_argument("--admin", action="store_true",
+                        help="the key may also use the admin API")
+    listing = keys_sub.add_parser("list", help="list keys (prefix, name, account, state)")
+    listing.add_argument("--account", default=None)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id", type=int)
+
+    accounts = command("accounts", "manage accounts", cmd_accounts)
+    accounts_sub = accounts.add_subparsers(dest="accounts_command", required=True)
+    create = accounts_sub.add_parser("create", help="create an account")
+    create.add_argument("id", help="account id (a-z, 0-9, '.', '_', '-')")
+    create.add_argument("--email", default=None)
+    create.add_argument("--message-limit", type=int, default=None,
+                        help="private messages kept before the oldest are recycled")
+    create.add_argument("--credits", type=int, default=None,
+                        help="how many addresses the account may reserve")
+    accounts_sub.add_parser("list", help="list accounts")
+
+    users = command("users", "manage the users of an account", cmd_users)
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="add a user to an account")
+    add.add_argument("username")
+    add.add_argument("--account", required=True)
+    add.add_argument("--email", default=None)
+    listing = users_sub.add_parser("list", help="list an account's users")
+    listing.add_argument("--account", required=True)
+
+    domains = command("domains", "give custom domains to accounts", cmd_domains)
+    domains_sub = domains.add_subparsers(dest="domains_command", required=True)
+    add = domains_sub.add_parser("add", help="make all mail of a domain private to an account")
+    add.add_argument("domain")
+    add.add_argument("--account", required=True)
+    add.add_argument("--catch-all", action="store_true",
+                     help="also route every address of the domain to the *@domain inbox")
     return parser
 
 

@@ -60,6 +60,12 @@ class Settings:
     orphan_sweep_interval: float = _setting(
         3600.0, "MAILSAC_ORPHAN_SWEEP_INTERVAL",
         "seconds between sweeps that delete blobs no message refers to")
+    public_inbox_limit: int = _setting(
+        6, "MAILSAC_PUBLIC_INBOX_LIMIT", "newest messages a public inbox keeps (Mailsac: 6)")
+    public_max_age_hours: float = _setting(
+        96.0, "MAILSAC_PUBLIC_MAX_AGE_HOURS", "hours public mail is kept (Mailsac: 4 days)")
+    retention_interval: float = _setting(
+        60.0, "MAILSAC_RETENTION_INTERVAL", "seconds between retention sweeps")
     db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
     log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")
     ready_file: str = _setting(
@@ -142,6 +148,8 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{port_name} must be between 0 and 65535, not {port}")
     if settings.max_message_size < 1024:
         raise SettingsError("max_message_size must be at least 1024 bytes")
+    if settings.public_inbox_limit < 1 or settings.public_max_age_hours <= 0:
+        raise SettingsError("public_inbox_limit and public_max_age_hours must be positive")
     if settings.smtp_timeout <= 0 or settings.shutdown_grace < 0:
         raise SettingsError("timeouts must be positive")
     if settings.database_url and not settings.database_url.startswith("postgresql"):

@@ -7,15 +7,21 @@ metadata rows are committed, so the SMTP layer may answer ``250`` exactly when i
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import format_datetime
 
+from mailsac.directory import Directory, Route
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.policy import Recipient
 from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
+from mailsac.timeutil import now_ms
+
+log = logging.getLogger(__name__)
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH = 20  # 119 random bits
@@ -24,12 +30,6 @@ _ID_LENGTH = 20  # 119 random bits
 def new_message_id(index: int = 0) -> str:
     """Mailsac-style id: random alphanumerics plus ``-<recipient index>``."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH)) + f"-{index}"
-
-
-def now_ms() -> datetime:
-    """The current UTC time truncated to milliseconds (the precision the API reports)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +63,29 @@ def received_header(
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", errors="replace")
 
 
+def public_routes(recipients: list[Recipient]) -> list[Route]:
+    """Routes for a server with no reserved addresses or owned domains."""
+    return [Route(r.inbox, r.original, r.domain, None) for r in recipients]
+
+
 def build_records(
-    msg: InboundMessage, parsed: ParsedMessage, blob_key: str, size: int, when: datetime
+    msg: InboundMessage, parsed: ParsedMessage, routes: list[Route], blob_key: str, size: int,
+    when: datetime,
 ) -> list[MessageRecord]:
     """One row per distinct inbox (``a+1@x`` and ``a+2@x`` land once in ``a@x``)."""
     attachments = [a.checksum for a in parsed.attachments] or None
     records: list[MessageRecord] = []
     seen: set[str] = set()
-    for recipient in msg.recipients:
-        if recipient.inbox in seen:
+    for route in routes:
+        if route.inbox in seen:
             continue
-        seen.add(recipient.inbox)
+        seen.add(route.inbox)
         records.append(
             MessageRecord(
                 id=new_message_id(len(records)),
-                inbox=recipient.inbox,
-                original_inbox=recipient.original,
-                domain=recipient.domain,
+                inbox=route.inbox,
+                original_inbox=route.original,
+                domain=route.domain,
                 received=when,
                 size=size,
                 blob_key=blob_key,
@@ -100,6 +106,7 @@ def build_records(
                 rtls=msg.tls,
                 saved_by=None,
                 spam=None,
+                account_id=route.account_id,
             )
         )
     return records
@@ -108,10 +115,18 @@ def build_records(
 class Delivery:
     """Stores incoming mail durably; see the module docstring for the guarantee."""
 
-    def __init__(self, blobs: BlobStore, writer: MetadataWriter, hostname: str) -> None:
+    def __init__(
+        self, blobs: BlobStore, writer: MetadataWriter, hostname: str, directory: Directory
+    ) -> None:
         self._blobs = blobs
         self._writer = writer
         self._hostname = hostname
+        self._directory = directory
+        self._listeners: list[Callable[[list[MessageRecord]], None]] = []
+
+    def add_listener(self, listener: Callable[[list[MessageRecord]], None]) -> None:
+        """Call ``listener(records)`` after each delivery commits (must not block)."""
+        self._listeners.append(listener)
 
     async def deliver(self, msg: InboundMessage) -> list[MessageRecord]:
         if not msg.recipients:
@@ -121,7 +136,13 @@ class Delivery:
         raw = received_header(msg, self._hostname, blob_key[:16], when) + msg.content
         # Parsing is CPU work proportional to the message: keep it off the event loop.
         parsed = await asyncio.to_thread(parse_message, raw)
-        records = build_records(msg, parsed, blob_key, len(raw), when)
+        routes = await self._directory.routes(msg.recipients)
+        records = build_records(msg, parsed, routes, blob_key, len(raw), when)
         await self._blobs.write(blob_key, raw)
         await self._writer.insert(records)
+        for listener in self._listeners:
+            try:
+                listener(records)
+            except Exception:  # a listener bug must never turn a stored message into an error
+                log.exception("delivery listener failed")
         return records

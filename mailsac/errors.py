@@ -24,11 +24,15 @@ class DomainNotAccepted(MailsacError):
         self.domain = domain
 
 
-class MessageNotFound(MailsacError):
+class NotFound(MailsacError):
+    """The addressed resource does not exist (or is not visible to the caller)."""
+
+
+class MessageNotFound(NotFound):
     """No message with that id in that inbox."""
 
 
-class AttachmentNotFound(MailsacError):
+class AttachmentNotFound(NotFound):
     """The message has no attachment matching the identifier."""
 
 
@@ -42,3 +46,11 @@ class StorageFull(StorageUnavailable):
 
 class Unauthorized(MailsacError):
     """Missing, unknown or revoked API key."""
+
+
+class Forbidden(MailsacError):
+    """The caller is known but may never do this (e.g. another account's inbox)."""
+
+
+class InvalidRequest(MailsacError):
+    """A request that can never succeed as sent (bad parameter, already reserved, …)."""

@@ -1,85 +1,137 @@
-"""Reading and deleting stored mail: the domain service behind the HTTP read API."""
+"""Reading, changing and deleting stored mail: the domain service behind the message API.
+
+Every method takes the caller's :class:`ApiKey` and applies :mod:`mailsac.visibility`
+before touching a row, so the HTTP layer cannot forget a check.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailsac.errors import MessageNotFound, StorageUnavailable
+from mailsac.errors import InvalidRequest, MessageNotFound
 from mailsac.lru import ByteLRU
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.storage import BlobStore, MessageRecord
 from mailsac.storage import messages as queries
+from mailsac.storage.db import connect
+from mailsac.storage.keys import ApiKey
+from mailsac.visibility import Visibility, record_visible, visible_to
 
 log = logging.getLogger(__name__)
 
-_DB_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError, asyncio.TimeoutError)
+FOLDERS = ("inbox", "all", "spam", "trash")
+MAX_LABELS = 100
+MAX_LABEL_LENGTH = 100
 
 
 class Mailboxes:
-    """Lists, fetches and deletes messages; keeps a byte-bounded cache of parsed bodies."""
+    """Lists, fetches, flags and deletes messages; caches parsed bodies by bytes."""
 
-    def __init__(self, engine: AsyncEngine, blobs: BlobStore, cache_bytes: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, blobs: BlobStore, cache_bytes: int, visibility: Visibility
+    ) -> None:
         self._engine = engine
         self._blobs = blobs
+        self._visibility = visibility
         self.cache: ByteLRU[str, ParsedMessage] = ByteLRU(cache_bytes, lambda p: p.approx_size())
         # Concurrent requests for the same uncached message share one parse.
         self._parsing: dict[str, asyncio.Future[ParsedMessage]] = {}
 
+    # -- inbox level ----------------------------------------------------------------------
+
     async def list_messages(
-        self, inbox: str, *, limit: int, until: datetime | None = None
+        self, key: ApiKey, inbox: str, *, limit: int, until: datetime | None = None
     ) -> list[MessageRecord]:
-        try:
-            async with self._engine.connect() as conn:
-                return await queries.list_inbox(conn, inbox, limit=limit, until=until)
-        except _DB_ERRORS as exc:
-            raise StorageUnavailable("the database is unavailable") from exc
+        self._visibility.check_inbox(key, inbox)
+        async with connect(self._engine) as conn:
+            return await queries.list_inbox(conn, inbox, limit=limit, until=until,
+                                            condition=visible_to(key.account_id))
 
-    async def count_messages(self, inbox: str) -> int:
-        try:
-            async with self._engine.connect() as conn:
-                return await queries.count_inbox(conn, inbox)
-        except _DB_ERRORS as exc:
-            raise StorageUnavailable("the database is unavailable") from exc
+    async def count_messages(self, key: ApiKey, inbox: str) -> int:
+        self._visibility.check_inbox(key, inbox)
+        async with connect(self._engine) as conn:
+            return await queries.count_inbox(conn, inbox, visible_to(key.account_id))
 
-    async def get(self, inbox: str, message_id: str) -> MessageRecord:
-        try:
-            async with self._engine.connect() as conn:
-                record = await queries.get_message(conn, inbox, message_id)
-        except _DB_ERRORS as exc:
-            raise StorageUnavailable("the database is unavailable") from exc
-        if record is None:
+    async def purge(self, key: ApiKey, inbox: str) -> int:
+        """Delete the inbox's messages the caller can see, except starred ones."""
+        self._visibility.check_inbox(key, inbox)
+        async with connect(self._engine, write=True) as conn:
+            keys = await queries.purge_inbox(conn, inbox, visible_to(key.account_id))
+            orphans = await queries.unreferenced_blob_keys(conn, keys)
+        await self.drop_blobs(orphans)
+        return len(keys)
+
+    # -- message level --------------------------------------------------------------------
+
+    async def get(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
+        self._visibility.check_message_inbox(key, inbox)
+        async with connect(self._engine) as conn:
+            record = await queries.get_message(conn, inbox, message_id)
+        if record is None or not record_visible(record, key.account_id):
             raise MessageNotFound(f"no message {message_id} in {inbox}")
         return record
 
-    async def delete(self, inbox: str, message_id: str) -> MessageRecord:
-        try:
-            async with self._engine.begin() as conn:
-                record = await queries.delete_message(conn, inbox, message_id)
-                if record is None:
-                    raise MessageNotFound(f"no message {message_id} in {inbox}")
-                orphans = await queries.unreferenced_blob_keys(conn, [record.blob_key])
-        except _DB_ERRORS as exc:
-            raise StorageUnavailable("the database is unavailable") from exc
-        await self._drop_blobs(orphans)
-        return record
+    async def delete(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
+        record = await self.get(key, inbox, message_id)
+        async with connect(self._engine, write=True) as conn:
+            deleted = await queries.delete_message(conn, inbox, record.id)
+            if deleted is None:
+                raise MessageNotFound(f"no message {message_id} in {inbox}")
+            orphans = await queries.unreferenced_blob_keys(conn, [deleted.blob_key])
+        await self.drop_blobs(orphans)
+        return deleted
 
-    async def purge(self, inbox: str) -> int:
-        """Delete every message of ``inbox`` except starred ones; return how many."""
-        try:
-            async with self._engine.begin() as conn:
-                keys = await queries.purge_inbox(conn, inbox)
-                orphans = await queries.unreferenced_blob_keys(conn, keys)
-        except _DB_ERRORS as exc:
-            raise StorageUnavailable("the database is unavailable") from exc
-        await self._drop_blobs(orphans)
-        return len(keys)
+    async def _update(self, record: MessageRecord, **values: Any) -> MessageRecord:
+        async with connect(self._engine, write=True) as conn:
+            updated = await queries.update_message(conn, record.id, **values)
+        if updated is None:
+            raise MessageNotFound(f"no message {record.id}")
+        return updated
 
-    async def _drop_blobs(self, keys: list[str]) -> None:
+    async def toggle_star(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
+        """Star (private to the caller, never recycled) or unstar a message."""
+        record = await self.get(key, inbox, message_id)
+        return await self._update(
+            record, saved_by=None if record.saved_by == key.account_id else key.account_id)
+
+    async def set_label(
+        self, key: ApiKey, inbox: str, message_id: str, label: str, present: bool
+    ) -> MessageRecord:
+        label = label.strip()
+        if not label or len(label) > MAX_LABEL_LENGTH:
+            raise InvalidRequest(f"a label must have 1 to {MAX_LABEL_LENGTH} characters")
+        record = await self.get(key, inbox, message_id)
+        labels = [x for x in record.labels if x != label]
+        if present:
+            if len(labels) >= MAX_LABELS:
+                raise InvalidRequest(f"a message can carry at most {MAX_LABELS} labels")
+            labels.append(label)
+        if labels == record.labels:
+            return record
+        return await self._update(record, labels=labels)
+
+    async def set_folder(
+        self, key: ApiKey, inbox: str, message_id: str, folder: str
+    ) -> MessageRecord:
+        if folder not in FOLDERS:
+            raise InvalidRequest(f"folder must be one of {', '.join(FOLDERS)}")
+        record = await self.get(key, inbox, message_id)
+        return await self._update(record, folder=folder)
+
+    async def set_read(
+        self, key: ApiKey, inbox: str, message_id: str, read: bool
+    ) -> MessageRecord:
+        record = await self.get(key, inbox, message_id)
+        return await self._update(record, read=read)
+
+    # -- bodies ---------------------------------------------------------------------------
+
+    async def drop_blobs(self, keys: list[str]) -> None:
         for key in keys:
             self.cache.discard(key)
         await self._blobs.delete(keys)
@@ -89,17 +141,17 @@ class Mailboxes:
 
     async def parsed(self, record: MessageRecord) -> ParsedMessage:
         """The parsed message, from the cache or parsed once in a worker thread."""
-        key = record.blob_key
-        cached = self.cache.get(key)
+        blob_key = record.blob_key
+        cached = self.cache.get(blob_key)
         if cached is not None:
             return cached
-        in_flight = self._parsing.get(key)
+        in_flight = self._parsing.get(blob_key)
         if in_flight is not None:
             return await asyncio.shield(in_flight)
         future: asyncio.Future[ParsedMessage] = asyncio.get_running_loop().create_future()
-        self._parsing[key] = future
+        self._parsing[blob_key] = future
         try:
-            raw = await self._blobs.read(key)
+            raw = await self._blobs.read(blob_key)
             parsed = await asyncio.to_thread(parse_message, raw)
         except asyncio.CancelledError:
             future.cancel()
@@ -109,7 +161,7 @@ class Mailboxes:
             future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
             raise
         finally:
-            self._parsing.pop(key, None)
-        self.cache.put(key, parsed)
+            self._parsing.pop(blob_key, None)
+        self.cache.put(blob_key, parsed)
         future.set_result(parsed)
         return parsed

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 ADMIN_KEY = "k_testadminkey0000000000000000"
@@ -108,3 +110,20 @@ def deliver(server: ServerHandle, to: str, **kw: str) -> bytes:
     refused = send_raw(server, raw, [to])
     assert refused == {}
     return raw
+
+
+def new_account(server: ServerHandle, prefix: str = "acct") -> tuple[str, str]:
+    """Create an account with one key through the admin API; return (account id, key)."""
+    account = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    with httpx.Client(base_url=server.http_url, headers={"Mailsac-Key": server.key},
+                      timeout=30) as admin:
+        created = admin.post("/api/admin/accounts", json={"id": account})
+        assert created.status_code == 200, created.text
+        key = admin.post(f"/api/admin/accounts/{account}/keys", json={"name": "test"})
+        assert key.status_code == 200, key.text
+        return account, str(key.json()["key"])
+
+
+def client(server: ServerHandle, key: str | None) -> httpx.Client:
+    headers = {"Mailsac-Key": key} if key else {}
+    return httpx.Client(base_url=server.http_url, headers=headers, timeout=30)

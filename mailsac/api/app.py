@@ -7,15 +7,48 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailsac.api import attachments, bodies, health, messages, openapi
+from mailsac.api import (
+    account,
+    addresses,
+    admin,
+    attachments,
+    bodies,
+    health,
+    manage,
+    messages,
+    openapi,
+)
 from mailsac.api.context import ApiContext
 from mailsac.api.errors import EXCEPTION_HANDLERS
 
 M = "/api/addresses/{email}/messages/{id}"
 
+A = "/api/addresses/{email}"
+
 ROUTES = [
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/api/openapi.json", openapi.openapi_json, methods=["GET"]),
+    # Before the {email} routes: "starred" is not an address.
+    Route("/api/addresses/starred/messages", account.starred, methods=["GET"]),
+    Route("/api/addresses", addresses.list_addresses, methods=["GET"]),
+    Route(A, addresses.get_address, methods=["GET"]),
+    Route(A, addresses.reserve_address, methods=["POST"]),
+    Route(A, addresses.update_address, methods=["PUT"]),
+    Route(A, addresses.release_address, methods=["DELETE"]),
+    Route(A + "/availability", addresses.availability, methods=["GET"]),
+    Route("/api/private-addresses-bulk", addresses.reserve_bulk, methods=["POST"]),
+    Route("/api/private-address-forwarding/{email}", addresses.update_address, methods=["PUT"]),
+    Route("/api/domains", addresses.list_domains, methods=["GET"]),
+    Route("/api/domains/{domain}/messages", account.domain_messages, methods=["GET"]),
+    Route("/api/domains/{domain}/delete-all-domain-mail", account.delete_domain_mail,
+          methods=["POST"]),
+    Route("/api/inbox", account.account_inbox, methods=["GET"]),
+    Route("/api/inbox-filter", account.inbox_filter, methods=["GET"]),
+    Route("/api/inbox-search", account.inbox_search, methods=["GET"]),
+    Route("/api/me", account.me, methods=["GET"]),
+    Route("/api/me/stats", account.me_stats, methods=["GET"]),
+    Route("/api/validations/addresses/{email}", account.validate_one, methods=["GET"]),
+    Route("/api/validations/addresses", account.validate_many, methods=["POST"]),
     Route("/api/addresses/{email}/messages", messages.list_messages, methods=["GET"]),
     Route("/api/addresses/{email}/messages", messages.purge_inbox, methods=["DELETE"]),
     Route("/api/addresses/{email}/message-count", messages.message_count, methods=["GET"]),
@@ -24,11 +57,24 @@ ROUTES = [
     Route(M + "/headers", messages.get_headers, methods=["GET"]),
     Route(M + "/attachments", attachments.list_attachments, methods=["GET"]),
     Route(M + "/attachments/{ident}", attachments.download_attachment, methods=["GET"]),
+    Route(M + "/star", manage.toggle_star, methods=["PUT"]),
+    Route(M + "/labels/{label:path}", manage.add_label, methods=["PUT"]),
+    Route(M + "/labels/{label:path}", manage.remove_label, methods=["DELETE"]),
+    Route(M + "/folder/{folder}", manage.set_folder, methods=["PUT"]),
+    Route(M + "/read/{state}", manage.set_read, methods=["PUT"]),
     Route("/api/headers/{email}/{id}", messages.get_headers, methods=["GET"]),
     Route("/api/raw/{email}/{id}", bodies.raw_message, methods=["GET"]),
     Route("/api/dirty/{email}/{id}", bodies.dirty_body, methods=["GET"]),
     Route("/api/body/{email}/{id}", bodies.sanitized_body, methods=["GET"]),
     Route("/api/text/{email}/{id}", bodies.plain_text, methods=["GET"]),
+    Route("/api/admin/accounts", admin.create_account, methods=["POST"]),
+    Route("/api/admin/accounts", admin.list_accounts, methods=["GET"]),
+    Route("/api/admin/accounts/{account}/users", admin.add_user, methods=["POST"]),
+    Route("/api/admin/accounts/{account}/users", admin.list_users, methods=["GET"]),
+    Route("/api/admin/accounts/{account}/keys", admin.create_key, methods=["POST"]),
+    Route("/api/admin/accounts/{account}/keys", admin.list_keys, methods=["GET"]),
+    Route("/api/admin/keys/{key_id}", admin.revoke_key, methods=["DELETE"]),
+    Route("/api/admin/domains", admin.add_domain, methods=["POST"]),
 ]
 
 _SECURITY_HEADERS = [

@@ -7,23 +7,23 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mailsac.api.context import ctx, inbox_param, require_key
+from mailsac.api.context import ctx, message_target, require_key
 from mailsac.errors import AttachmentNotFound
 from mailsac.mime import find_attachment
 
 
 async def list_attachments(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     mailboxes = ctx(request).mailboxes
-    record = await mailboxes.get(inbox_param(request), request.path_params["id"])
+    record = await mailboxes.get(key, *message_target(request))
     parsed = await mailboxes.parsed(record)
     return JSONResponse([a.to_json() for a in parsed.attachments])
 
 
 async def download_attachment(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     mailboxes = ctx(request).mailboxes
-    record = await mailboxes.get(inbox_param(request), request.path_params["id"])
+    record = await mailboxes.get(key, *message_target(request))
     parsed = await mailboxes.parsed(record)
     attachment = find_attachment(parsed, request.path_params["ident"])
     if attachment is None:

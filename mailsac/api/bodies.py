@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailsac.api.context import ctx, inbox_param, require_key, wants_download
+from mailsac.api.context import ctx, message_target, require_key, wants_download
 from mailsac.mime import dirty_html, sanitized_html, text_body
 
 # Mail HTML must never run in our origin, even when a browser opens the URL directly:
@@ -23,28 +23,28 @@ def _respond(request: Request, body: bytes | str, media_type: str, ext: str) -> 
 
 
 async def raw_message(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     mailboxes = ctx(request).mailboxes
-    record = await mailboxes.get(inbox_param(request), request.path_params["id"])
+    record = await mailboxes.get(key, *message_target(request))
     return _respond(request, await mailboxes.raw(record), "text/plain", "eml")
 
 
 async def dirty_body(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     mailboxes = ctx(request).mailboxes
-    record = await mailboxes.get(inbox_param(request), request.path_params["id"])
+    record = await mailboxes.get(key, *message_target(request))
     return _respond(request, dirty_html(await mailboxes.parsed(record)), "text/html", "html")
 
 
 async def sanitized_body(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     mailboxes = ctx(request).mailboxes
-    record = await mailboxes.get(inbox_param(request), request.path_params["id"])
+    record = await mailboxes.get(key, *message_target(request))
     return _respond(request, sanitized_html(await mailboxes.parsed(record)), "text/html", "html")
 
 
 async def plain_text(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     mailboxes = ctx(request).mailboxes
-    record = await mailboxes.get(inbox_param(request), request.path_params["id"])
+    record = await mailboxes.get(key, *message_target(request))
     return _respond(request, text_body(await mailboxes.parsed(record)), "text/plain", "txt")

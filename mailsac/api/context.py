@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,10 +11,16 @@ from typing import Any
 from starlette.requests import Request
 
 from mailsac.access import KeyAuthenticator
+from mailsac.account_mail import AccountMail
+from mailsac.addresses import Addresses
+from mailsac.admin import Admin
 from mailsac.api.errors import BadRequest
+from mailsac.errors import Forbidden
 from mailsac.mailbox import Mailboxes
 from mailsac.policy import normalize_inbox
 from mailsac.storage.keys import ApiKey
+
+MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,10 @@ class ApiContext:
     mailboxes: Mailboxes
     auth: KeyAuthenticator
     health: Callable[[], Awaitable[dict[str, Any]]]
+    addresses: Addresses
+    account_mail: AccountMail
+    admin: Admin
+    accepted_domains: tuple[str, ...] = ()
 
 
 def ctx(request: Request) -> ApiContext:
@@ -30,18 +41,55 @@ def ctx(request: Request) -> ApiContext:
     return context
 
 
-def presented_key(request: Request) -> str | None:
-    """The key from the ``Mailsac-Key`` header, else the ``_mailsacKey`` query parameter."""
-    return request.headers.get("mailsac-key") or request.query_params.get("_mailsacKey")
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); 400 when it is not a JSON object."""
+    cached: dict[str, Any] | None = getattr(request.state, "json_body", None)
+    if cached is not None:
+        return cached
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest("the request body is too large")
+    body: Any = {}
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    request.state.json_body = body
+    return body
+
+
+async def presented_key(request: Request) -> str | None:
+    """The key from the ``Mailsac-Key`` header, the ``_mailsacKey`` query parameter, or the
+    ``_mailsacKey`` field of a JSON body."""
+    key = request.headers.get("mailsac-key") or request.query_params.get("_mailsacKey")
+    if key is None and request.method in ("POST", "PUT", "PATCH"):
+        value = (await json_body(request)).get("_mailsacKey")
+        key = value if isinstance(value, str) else None
+    return key
 
 
 async def require_key(request: Request) -> ApiKey:
-    return await ctx(request).auth.authenticate(presented_key(request))
+    return await ctx(request).auth.authenticate(await presented_key(request))
+
+
+async def require_admin(request: Request) -> ApiKey:
+    key = await require_key(request)
+    if not key.is_admin:
+        raise Forbidden("This needs an admin API key")
+    return key
 
 
 def inbox_param(request: Request) -> str:
     """The normalised inbox named by the ``{email}`` path parameter (400 if invalid)."""
     return normalize_inbox(request.path_params["email"])
+
+
+def message_target(request: Request) -> tuple[str, str]:
+    """(inbox, message id) from the ``{email}`` and ``{id}`` path parameters."""
+    return inbox_param(request), request.path_params["id"]
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -11,8 +11,11 @@ from starlette.responses import JSONResponse, Response
 
 from mailsac.errors import (
     AttachmentNotFound,
+    Forbidden,
     InvalidAddress,
+    InvalidRequest,
     MessageNotFound,
+    NotFound,
     StorageUnavailable,
     Unauthorized,
 )
@@ -20,7 +23,7 @@ from mailsac.errors import (
 log = logging.getLogger(__name__)
 
 
-class BadRequest(Exception):
+class BadRequest(InvalidRequest):
     """Invalid query or body parameter (400)."""
 
 
@@ -36,7 +39,13 @@ async def _unauthorized(request: Request, exc: Exception) -> Response:
 async def _not_found(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AttachmentNotFound):
         return error_response(404, "Attachment not found")
-    return error_response(404, "Message not found")
+    if isinstance(exc, MessageNotFound):
+        return error_response(404, "Message not found")
+    return error_response(404, str(exc) or "Not found")
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    return error_response(403, str(exc) or "Forbidden")
 
 
 async def _invalid_address(request: Request, exc: Exception) -> Response:
@@ -70,10 +79,10 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     Unauthorized: _unauthorized,
-    MessageNotFound: _not_found,
-    AttachmentNotFound: _not_found,
+    NotFound: _not_found,
+    Forbidden: _forbidden,
     InvalidAddress: _invalid_address,
-    BadRequest: _bad_request,
+    InvalidRequest: _bad_request,
     StorageUnavailable: _unavailable,
     HTTPException: _http_exception,
     Exception: _internal,

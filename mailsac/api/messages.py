@@ -5,7 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from mailsac.api.context import ctx, date_param, inbox_param, int_param, require_key
+from mailsac.api.context import (
+    ctx,
+    date_param,
+    inbox_param,
+    int_param,
+    message_target,
+    require_key,
+)
 from mailsac.api.errors import BadRequest
 from mailsac.api.schemas import message_json
 from mailsac.mime import headers_json, headers_ordered, headers_plain
@@ -15,38 +22,38 @@ DEFAULT_LIMIT = 20
 
 
 async def list_messages(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     inbox = inbox_param(request)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     until = date_param(request, "until")
-    records = await ctx(request).mailboxes.list_messages(inbox, limit=limit, until=until)
+    records = await ctx(request).mailboxes.list_messages(key, inbox, limit=limit, until=until)
     return JSONResponse([message_json(r) for r in records])
 
 
 async def message_count(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     inbox = inbox_param(request)
-    count = await ctx(request).mailboxes.count_messages(inbox)
+    count = await ctx(request).mailboxes.count_messages(key, inbox)
     return JSONResponse({"count": count, "inbox": inbox})
 
 
 async def get_message(request: Request) -> Response:
-    await require_key(request)
-    record = await ctx(request).mailboxes.get(inbox_param(request), request.path_params["id"])
+    key = await require_key(request)
+    record = await ctx(request).mailboxes.get(key, *message_target(request))
     return JSONResponse(message_json(record))
 
 
 async def delete_message(request: Request) -> Response:
-    await require_key(request)
-    record = await ctx(request).mailboxes.delete(inbox_param(request), request.path_params["id"])
+    key = await require_key(request)
+    record = await ctx(request).mailboxes.delete(key, *message_target(request))
     return JSONResponse(
         {"_id": record.id, "inbox": record.inbox, "message": "Message was deleted."}
     )
 
 
 async def purge_inbox(request: Request) -> Response:
-    await require_key(request)
-    await ctx(request).mailboxes.purge(inbox_param(request))
+    key = await require_key(request)
+    await ctx(request).mailboxes.purge(key, inbox_param(request))
     return Response(status_code=204)
 
 
@@ -54,7 +61,7 @@ _HEADER_FORMATS = ("json", "json-ordered", "plain")
 
 
 async def get_headers(request: Request) -> Response:
-    await require_key(request)
+    key = await require_key(request)
     fmt = (
         request.query_params.get("messageHeadersFormat")
         or request.query_params.get("format")
@@ -63,7 +70,7 @@ async def get_headers(request: Request) -> Response:
     if fmt not in _HEADER_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(_HEADER_FORMATS)}")
     mailboxes = ctx(request).mailboxes
-    record = await mailboxes.get(inbox_param(request), request.path_params["id"])
+    record = await mailboxes.get(key, *message_target(request))
     if fmt == "plain":
         return PlainTextResponse(headers_plain(await mailboxes.raw(record)))
     parsed = await mailboxes.parsed(record)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from mailsac.addresses import AddressView
 from mailsac.storage import MessageRecord
-
-
-def iso_ms(value: datetime) -> str:
-    """``2026-11-24T22:51:48.123Z``: UTC, millisecond precision, Z suffix."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+from mailsac.storage.accounts import Account, User
+from mailsac.storage.directory import DomainRecord
+from mailsac.storage.keys import ApiKey
+from mailsac.timeutil import iso_ms
 
 
 def message_json(record: MessageRecord) -> dict[str, Any]:
@@ -39,3 +37,64 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "links": record.links,
         "spam": record.spam,
     }
+
+
+def address_json(view: AddressView) -> dict[str, Any]:
+    """Mailsac's address object (§2.2); unset settings are null, as Mailsac sends them."""
+    record = view.record
+    return {
+        "_id": view.address,
+        "owner": record.account_id if record else view.implicit_owner,
+        "forward": record.forward if record else None,
+        "enablews": record.enablews if record else False,
+        "webhook": record.webhook if record else None,
+        "webhookSlack": record.webhook_slack if record else None,
+        "webhookSlackToFrom": record.webhook_slack_to_from if record else False,
+        "catchAll": record.catch_all if record else None,
+        "password": None,
+        "info": record.info if record else None,
+        "created": iso_ms(record.created_at) if record else None,
+        "updated": iso_ms(record.updated_at) if record else None,
+        "encryptedInbox": view.alias,
+        "implicit": record is None and view.implicit_owner is not None,
+    }
+
+
+def domain_json(record: DomainRecord) -> dict[str, Any]:
+    """Mailsac's domain object (§2.3); self-hosted domains need no DNS verification."""
+    return {
+        "_id": record.id,
+        "created": iso_ms(record.created_at),
+        "updated": iso_ms(record.updated_at),
+        "enablews": record.enablews,
+        "hosted": True,
+        "isDefault": False,
+        "isPrivate": True,
+        "lastVerificationErrors": [],
+        "owner": record.account_id,
+        "verificationTxt": "",
+        "verified": True,
+        "verifiedMx": True,
+    }
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id, "name": key.name, "prefix": key.key_prefix,
+        "account": key.account_id, "userId": key.user_id, "admin": key.is_admin,
+        "created": iso_ms(key.created_at),
+        "revoked": iso_ms(key.revoked_at) if key.revoked_at else None,
+    }
+
+
+def account_json(account: Account) -> dict[str, Any]:
+    return {
+        "_id": account.id, "email": account.email, "messageLimit": account.message_limit,
+        "privateAddressCredits": account.private_address_credits,
+        "created": iso_ms(account.created_at),
+    }
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "account": user.account_id, "username": user.username,
+            "email": user.email, "created": iso_ms(user.created_at)}

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from mailsac.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +76,34 @@ def run_migrations(url: str) -> None:
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["database_url"] = normalize_url(url)
     command.upgrade(cfg, "head")
+
+
+_DB_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError, TimeoutError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for "cannot reach / lost the database" errors (not for bugs such as bad SQL)."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = getattr(exc, "orig", None)
+        return exc.connection_invalidated or isinstance(
+            orig, (OSError, TimeoutError, asyncpg.PostgresConnectionError,
+                   asyncpg.InterfaceError, asyncpg.CannotConnectNowError))
+    return False
+
+
+@asynccontextmanager
+async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection (a transaction when ``write``) whose failures become StorageUnavailable."""
+    try:
+        if write:
+            async with engine.begin() as conn:
+                yield conn
+        else:
+            async with engine.connect() as conn:
+                yield conn
+    except _DB_ERRORS as exc:
+        if not is_unavailable(exc):
+            raise
+        raise StorageUnavailable("the database is unavailable") from exc

@@ -28,33 +28,47 @@ def hash_key(key: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
+    """A stored key (never its plain text). Admin keys may also use the admin API."""
+
     id: int
     name: str
     key_prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    account_id: str
+    user_id: int | None
+    is_admin: bool
+
+
+_COLS = api_keys.c[
+    "id", "name", "key_prefix", "created_at", "revoked_at", "account_id", "user_id", "is_admin"
+]
 
 
 async def create_key(
-    conn: AsyncConnection, name: str, key: str | None = None
+    conn: AsyncConnection, name: str, key: str | None = None, *, account_id: str = "default",
+    is_admin: bool = False, user_id: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key (or the given one) and return it with its plain text."""
     plain = key or generate_key()
     row = (
         await conn.execute(
             api_keys.insert()
-            .values(name=name, key_hash=hash_key(plain), key_prefix=plain[:6])
-            .returning(*api_keys.c["id", "name", "key_prefix", "created_at", "revoked_at"])
+            .values(name=name, key_hash=hash_key(plain), key_prefix=plain[:6],
+                    account_id=account_id, is_admin=is_admin, user_id=user_id)
+            .returning(*_COLS)
         )
     ).one()
     return ApiKey(*row), plain
 
 
-async def ensure_key(conn: AsyncConnection, name: str, key: str) -> None:
+async def ensure_key(
+    conn: AsyncConnection, name: str, key: str, *, account_id: str, is_admin: bool
+) -> None:
     """Register ``key`` unless it is already known (used for ``MAILSAC_ADMIN_KEY``)."""
     found = await conn.execute(select(api_keys.c.id).where(api_keys.c.key_hash == hash_key(key)))
     if found.first() is None:
-        await create_key(conn, name, key)
+        await create_key(conn, name, key, account_id=account_id, is_admin=is_admin)
 
 
 async def any_keys(conn: AsyncConnection) -> bool:
@@ -62,24 +76,23 @@ async def any_keys(conn: AsyncConnection) -> bool:
 
 
 async def find_active_key(conn: AsyncConnection, key: str) -> ApiKey | None:
-    query = select(*api_keys.c["id", "name", "key_prefix", "created_at", "revoked_at"]).where(
+    query = select(*_COLS).where(
         api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
     )
     row = (await conn.execute(query)).first()
     return ApiKey(*row) if row else None
 
 
-async def list_keys(conn: AsyncConnection) -> list[ApiKey]:
-    query = select(*api_keys.c["id", "name", "key_prefix", "created_at", "revoked_at"]).order_by(
-        api_keys.c.id
-    )
+async def list_keys(conn: AsyncConnection, account_id: str | None = None) -> list[ApiKey]:
+    query = select(*_COLS).order_by(api_keys.c.id)
+    if account_id is not None:
+        query = query.where(api_keys.c.account_id == account_id)
     return [ApiKey(*row) for row in await conn.execute(query)]
 
 
-async def revoke_key(conn: AsyncConnection, key_id: int) -> bool:
-    result = await conn.execute(
-        update(api_keys)
-        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=datetime.now().astimezone())
-    )
+async def revoke_key(conn: AsyncConnection, key_id: int, account_id: str | None = None) -> bool:
+    query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+    if account_id is not None:
+        query = query.where(api_keys.c.account_id == account_id)
+    result = await conn.execute(query.values(revoked_at=datetime.now().astimezone()))
     return bool(result.rowcount)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailsac.storage.models import messages
@@ -41,6 +41,7 @@ class MessageRecord:
     rtls: bool
     saved_by: str | None
     spam: float | None
+    account_id: str | None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> MessageRecord:
@@ -59,11 +60,19 @@ async def insert_messages(conn: AsyncConnection, records: Sequence[MessageRecord
         await conn.execute(messages.insert(), [r.as_row() for r in records])
 
 
+Condition = ColumnElement[bool]
+
+
+def _always(condition: Condition | None) -> Condition:
+    return condition if condition is not None else true()
+
+
 async def list_inbox(
-    conn: AsyncConnection, inbox: str, *, limit: int, until: datetime | None = None
+    conn: AsyncConnection, inbox: str, *, limit: int, until: datetime | None = None,
+    condition: Condition | None = None,
 ) -> list[MessageRecord]:
     """Newest first; ``until`` returns only messages received strictly before it."""
-    query = select(*_COLUMNS).where(messages.c.inbox == inbox)
+    query = select(*_COLUMNS).where(messages.c.inbox == inbox, _always(condition))
     if until is not None:
         query = query.where(messages.c.received < until)
     query = query.order_by(messages.c.received.desc(), messages.c.id.desc()).limit(limit)
@@ -71,8 +80,11 @@ async def list_inbox(
     return [MessageRecord.from_row(row) for row in result.mappings()]
 
 
-async def count_inbox(conn: AsyncConnection, inbox: str) -> int:
-    query = select(func.count()).select_from(messages).where(messages.c.inbox == inbox)
+async def count_inbox(
+    conn: AsyncConnection, inbox: str, condition: Condition | None = None
+) -> int:
+    query = select(func.count()).select_from(messages).where(
+        messages.c.inbox == inbox, _always(condition))
     return int((await conn.execute(query)).scalar_one())
 
 
@@ -96,11 +108,13 @@ async def delete_message(
     return MessageRecord.from_row(row) if row else None
 
 
-async def purge_inbox(conn: AsyncConnection, inbox: str) -> list[str]:
+async def purge_inbox(
+    conn: AsyncConnection, inbox: str, condition: Condition | None = None
+) -> list[str]:
     """Delete every non-starred message of ``inbox``; return their blob keys."""
     query = (
         delete(messages)
-        .where(and_(messages.c.inbox == inbox, messages.c.saved_by.is_(None)))
+        .where(messages.c.inbox == inbox, messages.c.saved_by.is_(None), _always(condition))
         .returning(messages.c.blob_key)
     )
     return [row[0] for row in await conn.execute(query)]
@@ -119,3 +133,38 @@ async def unreferenced_blob_keys(conn: AsyncConnection, keys: Iterable[str]) -> 
     wanted = list(dict.fromkeys(keys))
     used = await referenced_blob_keys(conn, wanted)
     return [k for k in wanted if k not in used]
+
+
+async def update_message(
+    conn: AsyncConnection, message_id: str, **values: Any
+) -> MessageRecord | None:
+    query = (update(messages).where(messages.c.id == message_id).values(**values)
+             .returning(*_COLUMNS))
+    row = (await conn.execute(query)).mappings().first()
+    return MessageRecord.from_row(row) if row else None
+
+
+async def select_messages(
+    conn: AsyncConnection, condition: Condition, *, limit: int, skip: int = 0
+) -> list[MessageRecord]:
+    """Messages matching ``condition``, newest first."""
+    query = (select(*_COLUMNS).where(condition)
+             .order_by(messages.c.received.desc(), messages.c.id.desc())
+             .offset(skip).limit(limit))
+    return [MessageRecord.from_row(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def count_messages(conn: AsyncConnection, condition: Condition) -> int:
+    query = select(func.count()).select_from(messages).where(condition)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def sum_sizes(conn: AsyncConnection, condition: Condition) -> int:
+    query = select(func.coalesce(func.sum(messages.c.size), 0)).where(condition)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def delete_messages(conn: AsyncConnection, condition: Condition) -> list[str]:
+    """Delete every message matching ``condition``; return their blob keys."""
+    query = delete(messages).where(condition).returning(messages.c.blob_key)
+    return [row[0] for row in await conn.execute(query)]

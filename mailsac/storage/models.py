@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
@@ -30,6 +31,64 @@ api_keys = Table(
     Column("key_prefix", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", BigInteger, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("is_admin", Boolean, nullable=False, server_default=text("false")),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("email", Text, nullable=True),
+    Column("message_limit", Integer, nullable=False, server_default="10000"),
+    Column("private_address_credits", Integer, nullable=False, server_default="100"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("username", Text, nullable=False, unique=True),
+    Column("email", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("enablews", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Reserved ("enhanced"/private) addresses. A catch-all is the row "*@domain" with catch_all set.
+addresses = Table(
+    "addresses",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("forward", Text, nullable=True),
+    Column("enablews", Boolean, nullable=False, server_default=text("false")),
+    Column("webhook", Text, nullable=True),
+    Column("webhook_slack", Text, nullable=True),
+    Column("webhook_slack_to_from", Boolean, nullable=False, server_default=text("false")),
+    Column("catch_all", Text, nullable=True),
+    Column("info", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Secret per-inbox aliases: mail to "<alias>@<any domain>" lands in ``inbox``.
+inbox_aliases = Table(
+    "inbox_aliases",
+    metadata,
+    Column("alias", Text, primary_key=True),
+    Column("inbox", Text, nullable=False, unique=True),
 )
 
 messages = Table(
@@ -61,4 +120,6 @@ messages = Table(
     Column("rtls", Boolean, nullable=False, server_default=text("false")),
     Column("saved_by", Text, nullable=True),
     Column("spam", REAL, nullable=True),
+    # The account private mail belongs to (reserved address or owned domain); NULL = public.
+    Column("account_id", Text, nullable=True),
 )

@@ -202,3 +202,40 @@ def test_shutdown_lets_an_in_flight_message_finish(data_dir: Path, database_url:
             assert api.get(f"/api/addresses/{inbox}/message-count").json()["count"] == 1
     finally:
         assert stop_server(handle) == 0
+
+
+def test_admin_cli_changes_reach_the_running_service(
+    server: ServerHandle, database_url: str
+) -> None:
+    import uuid
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSAC_")}
+    env["DATABASE_URL"] = database_url
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "mailsac", *argv], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    account = f"cli-{uuid.uuid4().hex[:8]}"
+    domain = f"{account}.test"
+    cli("accounts", "create", account, "--message-limit", "500", "--credits", "5")
+    assert account in cli("accounts", "list").stdout
+    cli("users", "add", f"ann-{account}", "--account", account, "--email", "ann@x.test")
+    assert f"ann-{account}" in cli("users", "list", "--account", account).stdout
+    key = cli("keys", "create", "--name", "ci", "--account", account,
+              "--user", f"ann-{account}").stdout.strip()
+    assert "\tuser\t" in cli("keys", "list", "--account", account).stdout
+    cli("domains", "add", domain, "--account", account, "--catch-all")
+    failed = subprocess.run([sys.executable, "-m", "mailsac", "domains", "add", domain,
+                             "--account", "default"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert failed.returncode == 1 and "owned by another account" in failed.stderr
+    # The running server learns about the domain through LISTEN/NOTIFY, without a restart.
+    with httpx.Client(base_url=server.http_url, headers={"Mailsac-Key": key}) as api:
+        assert _wait_until(lambda: api.get("/api/domains").json() != [])
+        deliver(server, f"whoever@{domain}", subject="catch me")
+        caught = api.get(f"/api/addresses/*@{domain}/messages").json()
+        assert [m["subject"] for m in caught] == ["catch me"]
+        assert api.get("/api/me").json()["messageLimit"] == 500

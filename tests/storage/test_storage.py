@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailsac.delivery import InboundMessage, build_records, now_ms
+from mailsac.delivery import InboundMessage, build_records, public_routes
 from mailsac.errors import StorageFull, StorageUnavailable
 from mailsac.mime import parse_message
 from mailsac.policy import parse_recipient
@@ -19,6 +19,7 @@ from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_k
 from mailsac.storage import messages as queries
 from mailsac.storage.db import create_engine
 from mailsac.storage.sweeper import sweep_orphans
+from mailsac.timeutil import now_ms
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,8 @@ def _records(blob_key: str, *inboxes: str) -> list[MessageRecord]:
     msg = InboundMessage(mail_from="a@example.org",
                          recipients=[parse_recipient(i) for i in inboxes], content=raw,
                          client_ip="127.0.0.1", client_helo="t", via="127.0.0.1")
-    return build_records(msg, parse_message(raw), blob_key, len(raw), now_ms())
+    return build_records(msg, parse_message(raw), public_routes(msg.recipients), blob_key,
+                         len(raw), now_ms())
 
 
 async def test_writer_groups_concurrent_inserts(engine: AsyncEngine) -> None:

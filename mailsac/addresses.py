@@ -1,0 +1,200 @@
+"""Reserving ("enhanced"/private) addresses, their settings, aliases and custom domains.
+
+Reserving an address makes its existing and future mail private to the account; releasing
+it makes the mail public again (or the domain owner's, for an address in an owned domain).
+An account may hold at most ``private_address_credits`` reserved addresses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mailsac.directory import ALIAS_PREFIX, Directory, catch_all_address, domain_of
+from mailsac.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from mailsac.policy import normalize_inbox
+from mailsac.storage import accounts as account_store
+from mailsac.storage import directory as store
+from mailsac.storage import messages as queries
+from mailsac.storage.db import connect
+from mailsac.storage.directory import SETTING_COLUMNS, AddressRecord, DomainRecord
+from mailsac.storage.keys import ApiKey
+from mailsac.storage.models import messages
+
+MAX_BULK = 100
+_BOOL_SETTINGS = {"enablews", "webhookSlackToFrom"}
+_URL_SETTINGS = {"webhook", "webhookSlack"}
+
+
+def parse_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate forwarding settings from a request body; return column → value."""
+    values: dict[str, Any] = {}
+    for name, column in SETTING_COLUMNS.items():
+        if name not in body:
+            continue
+        value = body[name]
+        if name in _BOOL_SETTINGS:
+            if not isinstance(value, bool):
+                raise InvalidRequest(f"{name} must be true or false")
+        elif value in (None, ""):
+            value = None
+        elif not isinstance(value, str) or len(value) > 2000:
+            raise InvalidRequest(f"{name} must be a string of at most 2000 characters")
+        elif name in _URL_SETTINGS:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise InvalidRequest(f"{name} must be an http(s) URL")
+        elif name == "forward":
+            value = normalize_inbox(value)
+        values[column] = value
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class AddressView:
+    """An address as the API shows it: reserved (``record`` set) or not."""
+
+    address: str
+    record: AddressRecord | None
+    alias: str | None
+    implicit_owner: str | None = None  # the domain owner, for a non-reserved address
+
+
+class Addresses:
+    """Reserve, update, release and inspect addresses; list owned domains."""
+
+    def __init__(
+        self, engine: AsyncEngine, directory: Directory,
+        drop_blobs: Callable[[list[str]], Awaitable[None]],
+    ) -> None:
+        self._engine = engine
+        self._directory = directory
+        self._drop_blobs = drop_blobs
+
+    async def _alias(self, conn: AsyncConnection, inbox: str) -> str:
+        local = await store.get_or_create_alias(conn, inbox, ALIAS_PREFIX + secrets.token_hex(12))
+        return f"{local}@{domain_of(inbox)}"
+
+    async def view(self, key: ApiKey, address: str) -> AddressView:
+        inbox = normalize_inbox(address)
+        owner = self._directory.owner_of_inbox(inbox)
+        if owner is not None and owner != key.account_id:
+            raise Unauthorized("This address is owned by another account")
+        async with connect(self._engine, write=True) as conn:
+            alias = await self._alias(conn, inbox)
+        record = self._directory.addresses.get(inbox)
+        return AddressView(inbox, record, alias, None if record else owner)
+
+    async def owned(self, key: ApiKey) -> list[AddressView]:
+        records = self._directory.owned_addresses(key.account_id)
+        async with connect(self._engine, write=True) as conn:
+            return [AddressView(r.id, r, await self._alias(conn, r.id)) for r in records]
+
+    def availability(self, address: str) -> dict[str, Any]:
+        inbox = normalize_inbox(address)
+        owned = self._directory.owner_of_inbox(inbox) is not None
+        return {"available": not owned, "email": inbox, "owned": owned}
+
+    def _check_reservable(self, key: ApiKey, inbox: str) -> None:
+        holder = self._directory.addresses.get(inbox)
+        if holder is not None:
+            if holder.account_id == key.account_id:
+                raise InvalidRequest(f"{inbox} is already reserved by your account")
+            raise Unauthorized(f"{inbox} is owned by another account")
+        domain = self._directory.domains.get(domain_of(inbox))
+        if domain is not None and domain.account_id != key.account_id:
+            raise Unauthorized(f"{inbox} is in a domain owned by another account")
+        if inbox.startswith("*@") and domain is None:
+            raise InvalidRequest("a catch-all address needs a domain your account owns")
+
+    async def reserve(
+        self, key: ApiKey, addresses: list[str], settings: dict[str, Any]
+    ) -> list[AddressView]:
+        """Reserve every address or none (400 when credits run out)."""
+        inboxes = list(dict.fromkeys(normalize_inbox(a) for a in addresses))
+        if len(inboxes) > MAX_BULK:
+            raise InvalidRequest(f"at most {MAX_BULK} addresses per request")
+        for inbox in inboxes:
+            self._check_reservable(key, inbox)
+        views = []
+        async with connect(self._engine, write=True) as conn:
+            account = await account_store.get_account(conn, key.account_id)
+            held = len(self._directory.owned_addresses(key.account_id))
+            if account is None or held + len(inboxes) > account.private_address_credits:
+                raise InvalidRequest("Not enough private address credits")
+            for inbox in inboxes:
+                catch = inbox.removeprefix("*@") if inbox.startswith("*@") else None
+                record = await store.insert_address(conn, inbox, key.account_id, settings, catch)
+                if record is None:  # reserved concurrently by somebody else
+                    raise Unauthorized(f"{inbox} is owned by another account")
+                await store.set_message_owner(conn, [inbox], key.account_id)
+                views.append(AddressView(inbox, record, await self._alias(conn, inbox)))
+        await self._directory.reload()
+        return views
+
+    async def update(self, key: ApiKey, address: str, settings: dict[str, Any]) -> AddressView:
+        inbox = normalize_inbox(address)
+        holder = self._directory.addresses.get(inbox)
+        if holder is None or holder.account_id != key.account_id:
+            raise Unauthorized(f"{inbox} is not reserved by your account")
+        async with connect(self._engine, write=True) as conn:
+            record = await store.update_address(conn, inbox, settings)
+            alias = await self._alias(conn, inbox)
+        await self._directory.reload()
+        return AddressView(inbox, record, alias)
+
+    async def release(self, key: ApiKey, address: str, delete_messages: bool) -> AddressView:
+        inbox = normalize_inbox(address)
+        holder = self._directory.addresses.get(inbox)
+        if holder is None:
+            raise InvalidRequest(f"{inbox} is not reserved")
+        if holder.account_id != key.account_id:
+            raise Unauthorized(f"{inbox} is owned by another account")
+        domain = self._directory.domains.get(domain_of(inbox))
+        async with connect(self._engine, write=True) as conn:
+            record = await store.delete_address(conn, inbox)
+            blob_keys: list[str] = []
+            if delete_messages:  # all of it, starred included, as on Mailsac
+                blob_keys = await queries.delete_messages(conn, messages.c.inbox == inbox)
+                blob_keys = await queries.unreferenced_blob_keys(conn, blob_keys)
+            else:
+                await store.set_message_owner(
+                    conn, [inbox], domain.account_id if domain is not None else None)
+            alias = await self._alias(conn, inbox)
+        await self._directory.reload()
+        await self._drop_blobs(blob_keys)
+        return AddressView(inbox, record, alias)
+
+    def domain_owner(self, domain: str) -> str | None:
+        owned = self._directory.domains.get(domain)
+        return owned.account_id if owned is not None else None
+
+    def domains(self, key: ApiKey) -> list[DomainRecord]:
+        return self._directory.owned_domains(key.account_id)
+
+    async def add_domain(self, domain: str, account_id: str, catch_all: bool) -> DomainRecord:
+        """Give ``domain`` to an account (admin only); its stored mail becomes private."""
+        domain = normalize_inbox(f"x@{domain}").partition("@")[2]
+        current = self._directory.domains.get(domain)
+        if current is not None and current.account_id != account_id:
+            raise Forbidden(f"{domain} is owned by another account")
+        if any(domain_of(a.id) == domain and a.account_id != account_id
+               for a in self._directory.addresses.values()):
+            raise Forbidden(f"another account has reserved addresses in {domain}")
+        async with connect(self._engine, write=True) as conn:
+            if await account_store.get_account(conn, account_id) is None:
+                raise NotFound(f"no account {account_id}")
+            record = await store.insert_domain(conn, domain, account_id)
+            await store.set_domain_mail_owner(conn, domain, account_id)
+            if catch_all:
+                await store.insert_address(conn, catch_all_address(domain), account_id, {},
+                                           domain)
+        await self._directory.reload()
+        if record is None:
+            record = self._directory.domains[domain]
+        return record

@@ -1,0 +1,106 @@
+"""Account-wide endpoints: inbox, filter, search, starred, domains, me, validations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mailsac.api.context import ApiContext, ctx, date_param, int_param, json_body, require_key
+from mailsac.api.errors import BadRequest
+from mailsac.api.messages import DEFAULT_LIMIT, MAX_LIMIT
+from mailsac.api.schemas import message_json
+from mailsac.errors import InvalidAddress
+from mailsac.policy import domain_accepted, parse_recipient
+
+MAX_VALIDATIONS = 50
+
+
+async def account_inbox(request: Request) -> Response:
+    key = await require_key(request)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    skip = int_param(request, "skip", 0, 0, 10_000_000)
+    page = await ctx(request).account_mail.inbox(key, limit=limit, skip=skip,
+                                                 since=date_param(request, "since"))
+    return JSONResponse({"messages": [message_json(m) for m in page.messages],
+                         "unread": page.unread, "limit": limit, "skip": skip})
+
+
+async def inbox_filter(request: Request) -> Response:
+    key = await require_key(request)
+    q = request.query_params
+    found = await ctx(request).account_mail.filter(
+        key, subject=q.get("andSubjectIncludes"), sender=q.get("andFrom"), to=q.get("andTo"))
+    return JSONResponse({"messages": [message_json(m) for m in found]})
+
+
+async def inbox_search(request: Request) -> Response:
+    key = await require_key(request)
+    query = request.query_params.get("query", "")
+    found = await ctx(request).account_mail.search(key, query)
+    return JSONResponse({"query": query, "messages": [message_json(m) for m in found]})
+
+
+async def starred(request: Request) -> Response:
+    key = await require_key(request)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    skip = int_param(request, "skip", 0, 0, 10_000_000)
+    found = await ctx(request).account_mail.starred(key, limit=limit, skip=skip)
+    return JSONResponse([message_json(m) for m in found])
+
+
+async def domain_messages(request: Request) -> Response:
+    key = await require_key(request)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    found = await ctx(request).account_mail.domain_messages(
+        key, request.path_params["domain"].lower(), limit=limit,
+        until=date_param(request, "until"))
+    return JSONResponse([message_json(m) for m in found])
+
+
+async def delete_domain_mail(request: Request) -> Response:
+    key = await require_key(request)
+    await ctx(request).account_mail.delete_domain_mail(key, request.path_params["domain"].lower())
+    return Response(status_code=204)
+
+
+async def me(request: Request) -> Response:
+    key = await require_key(request)
+    return JSONResponse(await ctx(request).account_mail.me(key))
+
+
+async def me_stats(request: Request) -> Response:
+    key = await require_key(request)
+    return JSONResponse(await ctx(request).account_mail.stats(key))
+
+
+def validate_address(context: ApiContext, email: str) -> dict[str, Any]:
+    """Mailsac's validation object; "disposable" means: this server receives its mail."""
+    result: dict[str, Any] = {"email": email, "validFormat": False}
+    try:
+        recipient = parse_recipient(email)
+    except InvalidAddress:
+        return result
+    served = context.addresses.domain_owner(recipient.domain) is not None or (
+        bool(context.accepted_domains)
+        and domain_accepted(recipient.domain, frozenset(context.accepted_domains)))
+    result.update(validFormat=True, local=recipient.local_part, domain=recipient.domain,
+                  isDisposable=served,
+                  disposableDomains=[recipient.domain] if served else [], aliases=[])
+    return result
+
+
+async def validate_one(request: Request) -> Response:
+    await require_key(request)
+    return JSONResponse(validate_address(ctx(request), request.path_params["email"]))
+
+
+async def validate_many(request: Request) -> Response:
+    await require_key(request)
+    emails = (await json_body(request)).get("emails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise BadRequest("emails must be a list of strings")
+    if len(emails) > MAX_VALIDATIONS:
+        raise BadRequest(f"at most {MAX_VALIDATIONS} emails per request")
+    return JSONResponse([validate_address(ctx(request), e) for e in emails])

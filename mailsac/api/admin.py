@@ -1,0 +1,98 @@
+"""Admin-only endpoints (admin API keys): accounts, users, keys, domains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mailsac.api.context import ctx, json_body, require_admin
+from mailsac.api.errors import BadRequest
+from mailsac.api.schemas import account_json, domain_json, key_json, user_json
+
+
+def _str(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{name} must be a non-empty string")
+    return value.strip()
+
+
+def _int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadRequest(f"{name} must be a non-negative integer")
+    return value
+
+
+async def create_account(request: Request) -> Response:
+    await require_admin(request)
+    body = await json_body(request)
+    account = await ctx(request).admin.create_account(
+        _str(body, "id") or "", email=_str(body, "email", required=False),
+        message_limit=_int(body, "messageLimit"), credits=_int(body, "privateAddressCredits"))
+    return JSONResponse(account_json(account))
+
+
+async def list_accounts(request: Request) -> Response:
+    await require_admin(request)
+    return JSONResponse([account_json(a) for a in await ctx(request).admin.accounts()])
+
+
+async def add_user(request: Request) -> Response:
+    await require_admin(request)
+    body = await json_body(request)
+    user = await ctx(request).admin.add_user(
+        request.path_params["account"], _str(body, "username") or "",
+        _str(body, "email", required=False))
+    return JSONResponse(user_json(user))
+
+
+async def list_users(request: Request) -> Response:
+    await require_admin(request)
+    users = await ctx(request).admin.users(request.path_params["account"])
+    return JSONResponse([user_json(u) for u in users])
+
+
+async def create_key(request: Request) -> Response:
+    await require_admin(request)
+    body = await json_body(request)
+    admin_flag = body.get("admin", False)
+    if not isinstance(admin_flag, bool):
+        raise BadRequest("admin must be true or false")
+    record, plain = await ctx(request).admin.create_key(
+        request.path_params["account"], _str(body, "name") or "", is_admin=admin_flag,
+        username=_str(body, "username", required=False))
+    return JSONResponse({**key_json(record), "key": plain})
+
+
+async def list_keys(request: Request) -> Response:
+    await require_admin(request)
+    keys = await ctx(request).admin.keys(request.path_params["account"])
+    return JSONResponse([key_json(k) for k in keys])
+
+
+async def revoke_key(request: Request) -> Response:
+    await require_admin(request)
+    try:
+        key_id = int(request.path_params["key_id"])
+    except ValueError:
+        raise BadRequest("key id must be an integer") from None
+    await ctx(request).admin.revoke_key(key_id)
+    return Response(status_code=204)
+
+
+async def add_domain(request: Request) -> Response:
+    await require_admin(request)
+    body = await json_body(request)
+    catch_all = body.get("catchAll", False)
+    if not isinstance(catch_all, bool):
+        raise BadRequest("catchAll must be true or false")
+    record = await ctx(request).admin.add_domain(
+        _str(body, "domain") or "", _str(body, "account") or "", catch_all)
+    return JSONResponse(domain_json(record))

@@ -1,0 +1,163 @@
+"""Reserved addresses, owned domains and inbox aliases (the "directory"), and the ownership
+column of message rows that must follow them.
+
+Every mutation also sends ``NOTIFY mailsac_directory`` inside its transaction, so the
+in-memory copy of a running service (and of other processes) reloads after commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailsac.storage.models import addresses, domains, inbox_aliases, messages
+
+NOTIFY_CHANNEL = "mailsac_directory"
+
+#: Forwarding settings an address carries (API names → column names).
+SETTING_COLUMNS = {
+    "forward": "forward",
+    "enablews": "enablews",
+    "webhook": "webhook",
+    "webhookSlack": "webhook_slack",
+    "webhookSlackToFrom": "webhook_slack_to_from",
+    "info": "info",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRecord:
+    """A reserved address (``*@domain`` for a catch-all)."""
+
+    id: str
+    account_id: str
+    forward: str | None
+    enablews: bool
+    webhook: str | None
+    webhook_slack: str | None
+    webhook_slack_to_from: bool
+    catch_all: str | None
+    info: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    id: str
+    account_id: str
+    enablews: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+_ADDRESS_COLS = addresses.c[
+    "id", "account_id", "forward", "enablews", "webhook", "webhook_slack",
+    "webhook_slack_to_from", "catch_all", "info", "created_at", "updated_at",
+]
+_DOMAIN_COLS = domains.c["id", "account_id", "enablews", "created_at", "updated_at"]
+
+
+async def notify(conn: AsyncConnection) -> None:
+    await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+async def load_addresses(conn: AsyncConnection) -> list[AddressRecord]:
+    return [AddressRecord(*r) for r in await conn.execute(select(*_ADDRESS_COLS))]
+
+
+async def load_domains(conn: AsyncConnection) -> list[DomainRecord]:
+    return [DomainRecord(*r) for r in await conn.execute(select(*_DOMAIN_COLS))]
+
+
+async def insert_address(
+    conn: AsyncConnection, address: str, account_id: str, settings: dict[str, Any],
+    catch_all: str | None = None,
+) -> AddressRecord | None:
+    """Reserve ``address``; None if somebody already holds it."""
+    row = (await conn.execute(
+        insert(addresses)
+        .values(id=address, account_id=account_id, catch_all=catch_all, **settings)
+        .on_conflict_do_nothing()
+        .returning(*_ADDRESS_COLS)
+    )).first()
+    if row:
+        await notify(conn)
+    return AddressRecord(*row) if row else None
+
+
+async def update_address(
+    conn: AsyncConnection, address: str, settings: dict[str, Any]
+) -> AddressRecord | None:
+    row = (await conn.execute(
+        update(addresses).where(addresses.c.id == address)
+        .values(updated_at=func.now(), **settings).returning(*_ADDRESS_COLS)
+    )).first()
+    await notify(conn)
+    return AddressRecord(*row) if row else None
+
+
+async def delete_address(conn: AsyncConnection, address: str) -> AddressRecord | None:
+    row = (await conn.execute(
+        delete(addresses).where(addresses.c.id == address).returning(*_ADDRESS_COLS)
+    )).first()
+    await notify(conn)
+    return AddressRecord(*row) if row else None
+
+
+async def insert_domain(
+    conn: AsyncConnection, domain: str, account_id: str
+) -> DomainRecord | None:
+    row = (await conn.execute(
+        insert(domains).values(id=domain, account_id=account_id).on_conflict_do_nothing()
+        .returning(*_DOMAIN_COLS)
+    )).first()
+    await notify(conn)
+    return DomainRecord(*row) if row else None
+
+
+async def set_domain_enablews(conn: AsyncConnection, domain: str, enablews: bool) -> None:
+    await conn.execute(update(domains).where(domains.c.id == domain)
+                       .values(enablews=enablews, updated_at=func.now()))
+    await notify(conn)
+
+
+async def set_message_owner(
+    conn: AsyncConnection, inboxes: Sequence[str], account_id: str | None
+) -> int:
+    """Make existing mail of ``inboxes`` private to ``account_id`` (or public with None)."""
+    result = await conn.execute(
+        update(messages).where(messages.c.inbox.in_(list(inboxes)))
+        .values(account_id=account_id)
+    )
+    return int(result.rowcount)
+
+
+async def set_domain_mail_owner(conn: AsyncConnection, domain: str, account_id: str) -> int:
+    """Make all mail already stored for ``domain`` private to its new owner."""
+    result = await conn.execute(
+        update(messages).where(messages.c.domain == domain).values(account_id=account_id)
+    )
+    return int(result.rowcount)
+
+
+async def get_or_create_alias(conn: AsyncConnection, inbox: str, candidate: str) -> str:
+    """The inbox's secret alias local part, creating it from ``candidate`` if missing."""
+    await conn.execute(
+        insert(inbox_aliases).values(alias=candidate, inbox=inbox).on_conflict_do_nothing()
+    )
+    row = (await conn.execute(
+        select(inbox_aliases.c.alias).where(inbox_aliases.c.inbox == inbox))).one()
+    return str(row[0])
+
+
+async def inbox_for_alias(conn: AsyncConnection, alias: str) -> str | None:
+    row = (await conn.execute(
+        select(inbox_aliases.c.inbox).where(inbox_aliases.c.alias == alias))).first()
+    return str(row[0]) if row else None
