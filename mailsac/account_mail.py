@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, false, or_
+from sqlalchemy import ColumnElement, and_, false, or_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.directory import Directory
@@ -16,19 +16,12 @@ from mailsac.storage import accounts as account_store
 from mailsac.storage import messages as queries
 from mailsac.storage.db import connect
 from mailsac.storage.keys import ApiKey
+from mailsac.storage.messages import contains
 from mailsac.storage.models import messages
 from mailsac.timeutil import iso_ms
 from mailsac.visibility import Visibility
 
 SEARCH_LIMIT = 100
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _contains(column: Any, text: str) -> ColumnElement[bool]:
-    return cast(column, String).ilike(f"%{_escape_like(text)}%", escape="\\")
 
 
 def account_mail(account_id: str) -> ColumnElement[bool]:
@@ -75,12 +68,12 @@ class AccountMail:
         """AND of the given criteria (at least one), case-insensitive substring matches."""
         criteria = []
         if subject:
-            criteria.append(_contains(messages.c.subject, subject))
+            criteria.append(contains(messages.c.subject, subject))
         if sender:
-            criteria.append(_contains(messages.c.from_addrs, sender))
+            criteria.append(contains(messages.c.from_addrs, sender))
         if to:
-            criteria.append(or_(_contains(messages.c.to_addrs, to),
-                                _contains(messages.c.inbox, to)))
+            criteria.append(or_(contains(messages.c.to_addrs, to),
+                                contains(messages.c.inbox, to)))
         if not criteria:
             raise InvalidRequest("give at least one of andSubjectIncludes, andFrom, andTo")
         async with connect(self._engine) as conn:
@@ -92,8 +85,8 @@ class AccountMail:
         if not query.strip():
             return []
         text = query.strip()
-        matches = or_(_contains(messages.c.subject, text), _contains(messages.c.from_addrs, text),
-                      _contains(messages.c.to_addrs, text), _contains(messages.c.inbox, text))
+        matches = or_(contains(messages.c.subject, text), contains(messages.c.from_addrs, text),
+                      contains(messages.c.to_addrs, text), contains(messages.c.inbox, text))
         async with connect(self._engine) as conn:
             return await queries.select_messages(
                 conn, and_(account_mail(key.account_id), matches), limit=SEARCH_LIMIT)

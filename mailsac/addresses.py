@@ -21,10 +21,12 @@ from mailsac.policy import normalize_inbox
 from mailsac.storage import accounts as account_store
 from mailsac.storage import directory as store
 from mailsac.storage import messages as queries
+from mailsac.storage import webhooks as webhook_store
 from mailsac.storage.db import connect
 from mailsac.storage.directory import SETTING_COLUMNS, AddressRecord, DomainRecord
 from mailsac.storage.keys import ApiKey
 from mailsac.storage.models import messages
+from mailsac.storage.webhooks import Delivery as WebhookDelivery
 
 MAX_BULK = 100
 _BOOL_SETTINGS = {"enablews", "webhookSlackToFrom"}
@@ -75,6 +77,19 @@ class Addresses:
         self._engine = engine
         self._directory = directory
         self._drop_blobs = drop_blobs
+
+    @property
+    def directory(self) -> Directory:
+        return self._directory
+
+    async def webhook_deliveries(self, key: ApiKey, address: str) -> list[WebhookDelivery]:
+        """Recent webhook/Slack attempts for an address the caller reserved."""
+        inbox = normalize_inbox(address)
+        holder = self._directory.addresses.get(inbox)
+        if holder is None or holder.account_id != key.account_id:
+            raise Unauthorized(f"{inbox} is not reserved by your account")
+        async with connect(self._engine) as conn:
+            return await webhook_store.recent_for_address(conn, inbox, 100)
 
     async def _alias(self, conn: AsyncConnection, inbox: str) -> str:
         local = await store.get_or_create_alias(conn, inbox, ALIAS_PREFIX + secrets.token_hex(12))

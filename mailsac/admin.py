@@ -89,6 +89,8 @@ class Admin:
 
     async def keys(self, account_id: str | None = None) -> list[ApiKey]:
         async with connect(self._engine) as conn:
+            if account_id is not None:
+                await self._require_account(conn, account_id)
             return await key_store.list_keys(conn, account_id)
 
     async def revoke_key(self, key_id: int) -> None:

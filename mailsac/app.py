@@ -33,6 +33,8 @@ from mailsac.api.context import ApiContext
 from mailsac.config import Settings
 from mailsac.delivery import Delivery
 from mailsac.directory import Directory
+from mailsac.forwarding.hub import MessageHub
+from mailsac.forwarding.webhooks import RetryPolicy, WebhookDispatcher
 from mailsac.mailbox import Mailboxes
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
@@ -72,6 +74,8 @@ class Services:
     account_mail: AccountMail
     admin: Admin
     retention: RetentionSweeper
+    hub: MessageHub
+    webhooks: WebhookDispatcher
     smtp_port: int = 0
     http_port: int = 0
     http: _EmbeddedUvicorn | None = None
@@ -100,22 +104,33 @@ def build_services(settings: Settings, database_url: str) -> Services:
     hostname = settings.effective_hostname()
     directory = Directory(engine, database_url)
     visibility = Visibility(directory)
-    delivery = Delivery(blobs, writer, hostname, directory)
+    hub = MessageHub()
+    web_url = settings.public_url or f"http://{settings.bind}:{settings.http_port}"
+    delivery = Delivery(blobs, writer, hostname, directory, hub, web_url)
     handler = MailsacHandler(delivery, settings.domains)
     smtp = SmtpListener(handler, hostname=hostname, max_message_size=settings.max_message_size,
                         timeout=settings.smtp_timeout)
-    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility)
+    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub)
     addresses = Addresses(engine, directory, mailboxes.drop_blobs)
     auth = KeyAuthenticator(engine)
     retention = RetentionSweeper(engine, mailboxes.drop_blobs, RetentionPolicy(
         public_inbox_limit=settings.public_inbox_limit,
         public_max_age=timedelta(hours=settings.public_max_age_hours)))
     delivery.add_listener(retention.touched)
+
+    def secret_for(address: str) -> str | None:
+        record = directory.addresses.get(address)
+        return record.webhook_secret if record is not None else None
+
+    webhooks = WebhookDispatcher(engine, secret_for, policy=RetryPolicy(
+        max_attempts=settings.webhook_max_attempts, base_delay=settings.webhook_retry_base,
+        timeout=settings.webhook_timeout))
+    delivery.on_new_deliveries = webhooks.wake
     return Services(
         settings=settings, engine=engine, blobs=blobs, writer=writer, delivery=delivery,
         mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
-        admin=Admin(engine, addresses, auth), retention=retention,
+        admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
     )
 
 
@@ -149,7 +164,8 @@ async def start(services: Services) -> None:
     context = ApiContext(
         mailboxes=services.mailboxes, auth=services.auth, health=services.health,
         addresses=services.addresses, account_mail=services.account_mail,
-        admin=services.admin, accepted_domains=settings.domains)
+        admin=services.admin, hub=services.hub, accepted_domains=settings.domains,
+        ws_send_timeout=settings.ws_send_timeout)
     app = create_app(context)
     sock = _http_socket(settings.bind, settings.http_port)
     services.http_port = int(sock.getsockname()[1])
@@ -166,6 +182,7 @@ async def start(services: Services) -> None:
         name="orphan-sweep"))
     services.tasks.append(asyncio.create_task(
         services.retention.run_forever(settings.retention_interval), name="retention"))
+    services.tasks.append(asyncio.create_task(services.webhooks.run(), name="webhooks"))
     log.info("mailsac %s ready: SMTP %s:%d, HTTP http://%s:%d", __version__, settings.bind,
              services.smtp_port, settings.bind, services.http_port)
 
@@ -179,6 +196,7 @@ async def stop(services: Services) -> None:
             task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)
     await services.writer.stop()
+    await services.webhooks.close()
     await services.directory.stop()
     await services.engine.dispose()
     log.info("mailsac stopped")

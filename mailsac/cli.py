@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosmtpd logs every SMTP command at INFO; keep its warnings only.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.root.level))
     try:
         result: int = args.handler(settings, args)
     except KeyboardInterrupt:

@@ -66,6 +66,20 @@ class Settings:
         96.0, "MAILSAC_PUBLIC_MAX_AGE_HOURS", "hours public mail is kept (Mailsac: 4 days)")
     retention_interval: float = _setting(
         60.0, "MAILSAC_RETENTION_INTERVAL", "seconds between retention sweeps")
+    public_url: str = _setting(
+        "", "MAILSAC_PUBLIC_URL",
+        "base URL people use to reach the web UI, for links in Slack posts "
+        "(empty = http://BIND:HTTP_PORT)")
+    ws_send_timeout: float = _setting(
+        10.0, "MAILSAC_WS_SEND_TIMEOUT",
+        "seconds a WebSocket client may take to accept a frame before it is disconnected")
+    webhook_timeout: float = _setting(
+        10.0, "MAILSAC_WEBHOOK_TIMEOUT", "seconds a webhook receiver gets to answer")
+    webhook_max_attempts: int = _setting(
+        8, "MAILSAC_WEBHOOK_MAX_ATTEMPTS", "attempts before a webhook delivery is given up")
+    webhook_retry_base: float = _setting(
+        2.0, "MAILSAC_WEBHOOK_RETRY_BASE",
+        "seconds before the first retry; doubles per attempt, capped at one hour")
     db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
     log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")
     ready_file: str = _setting(

@@ -11,17 +11,24 @@ import logging
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
+from urllib.parse import quote
 
 from mailsac.directory import Directory, Route
+from mailsac.events import MessageStored
+from mailsac.forwarding.hub import MessageHub
+from mailsac.forwarding.payload import message_payload, slack_payload
 from mailsac.mime import ParsedMessage, parse_message
-from mailsac.policy import Recipient
+from mailsac.policy import Recipient, parse_recipient
 from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
+from mailsac.storage.webhooks import NewDelivery
 from mailsac.timeutil import now_ms
 
 log = logging.getLogger(__name__)
+
+MAX_FORWARD_HOPS = 3
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH = 20  # 119 random bits
@@ -68,18 +75,28 @@ def public_routes(recipients: list[Recipient]) -> list[Route]:
     return [Route(r.inbox, r.original, r.domain, None) for r in recipients]
 
 
+def merge_routes(routes: list[Route]) -> list[Route]:
+    """One route per distinct inbox (``a+1@x`` and ``a+2@x`` land once in ``a@x``), in
+    first-seen order, with the notified addresses of duplicates merged."""
+    merged: dict[str, Route] = {}
+    for route in routes:
+        first = merged.get(route.inbox)
+        if first is None:
+            merged[route.inbox] = route
+        else:
+            notify = tuple(dict.fromkeys((*first.notify, *route.notify)))
+            merged[route.inbox] = replace(first, notify=notify)
+    return list(merged.values())
+
+
 def build_records(
     msg: InboundMessage, parsed: ParsedMessage, routes: list[Route], blob_key: str, size: int,
     when: datetime,
 ) -> list[MessageRecord]:
-    """One row per distinct inbox (``a+1@x`` and ``a+2@x`` land once in ``a@x``)."""
+    """One row per route (call :func:`merge_routes` first)."""
     attachments = [a.checksum for a in parsed.attachments] or None
     records: list[MessageRecord] = []
-    seen: set[str] = set()
     for route in routes:
-        if route.inbox in seen:
-            continue
-        seen.add(route.inbox)
         records.append(
             MessageRecord(
                 id=new_message_id(len(records)),
@@ -113,22 +130,52 @@ def build_records(
 
 
 class Delivery:
-    """Stores incoming mail durably; see the module docstring for the guarantee."""
+    """Stores incoming mail durably; see the module docstring for the guarantee.
+
+    After the commit it publishes :class:`MessageStored` to the hub (WebSockets, waiters)
+    and stores a forwarded copy for reserved addresses with ``forward`` set. Webhook and
+    Slack deliveries are written in the *same* transaction as the message, so a crash can
+    never lose a notification for a stored message.
+    """
 
     def __init__(
-        self, blobs: BlobStore, writer: MetadataWriter, hostname: str, directory: Directory
+        self, blobs: BlobStore, writer: MetadataWriter, hostname: str, directory: Directory,
+        hub: MessageHub | None = None, web_url: str = "",
     ) -> None:
         self._blobs = blobs
         self._writer = writer
         self._hostname = hostname
         self._directory = directory
+        self._hub = hub
+        self._web_url = web_url.rstrip("/")
         self._listeners: list[Callable[[list[MessageRecord]], None]] = []
+        #: Called after a commit that created webhook deliveries (wakes the dispatcher).
+        self.on_new_deliveries: Callable[[], None] | None = None
 
     def add_listener(self, listener: Callable[[list[MessageRecord]], None]) -> None:
         """Call ``listener(records)`` after each delivery commits (must not block)."""
         self._listeners.append(listener)
 
-    async def deliver(self, msg: InboundMessage) -> list[MessageRecord]:
+    def _deliveries(self, record: MessageRecord, route: Route, parsed: ParsedMessage,
+                    raw: bytes) -> list[NewDelivery]:
+        found: list[NewDelivery] = []
+        payload: dict[str, object] | None = None
+        for address in route.notify:
+            settings = self._directory.addresses.get(address)
+            if settings is None:
+                continue
+            if settings.webhook:
+                payload = payload or message_payload(record, parsed, raw)
+                found.append(NewDelivery(record.id, address, "webhook", settings.webhook,
+                                         payload))
+            if settings.webhook_slack:
+                link = f"{self._web_url}/inbox/{quote(record.inbox)}/{record.id}"
+                found.append(NewDelivery(record.id, address, "slack", settings.webhook_slack,
+                                         slack_payload(record, link,
+                                                       settings.webhook_slack_to_from)))
+        return found
+
+    async def deliver(self, msg: InboundMessage, hops: int = 0) -> list[MessageRecord]:
         if not msg.recipients:
             raise ValueError("deliver() needs at least one recipient")
         when = now_ms()
@@ -136,13 +183,47 @@ class Delivery:
         raw = received_header(msg, self._hostname, blob_key[:16], when) + msg.content
         # Parsing is CPU work proportional to the message: keep it off the event loop.
         parsed = await asyncio.to_thread(parse_message, raw)
-        routes = await self._directory.routes(msg.recipients)
+        routes = merge_routes(await self._directory.routes(msg.recipients))
         records = build_records(msg, parsed, routes, blob_key, len(raw), when)
+        deliveries = [d for record, route in zip(records, routes, strict=True)
+                      for d in self._deliveries(record, route, parsed, raw)]
         await self._blobs.write(blob_key, raw)
-        await self._writer.insert(records)
+        await self._writer.insert(records, deliveries)
+        self._after_commit(records, routes, bool(deliveries))
+        await self._forward(msg, records, routes, hops)
+        return records
+
+    def _after_commit(self, records: list[MessageRecord], routes: list[Route],
+                      has_deliveries: bool) -> None:
         for listener in self._listeners:
             try:
                 listener(records)
             except Exception:  # a listener bug must never turn a stored message into an error
                 log.exception("delivery listener failed")
-        return records
+        if self._hub is not None:
+            for record, route in zip(records, routes, strict=True):
+                addresses = tuple(dict.fromkeys((record.inbox, *route.notify)))
+                self._hub.publish(MessageStored(record, addresses))
+        if has_deliveries and self.on_new_deliveries is not None:
+            self.on_new_deliveries()
+
+    async def _forward(self, msg: InboundMessage, records: list[MessageRecord],
+                       routes: list[Route], hops: int) -> None:
+        """Store a copy for every reserved address with ``forward`` set (at most 3 hops)."""
+        if hops >= MAX_FORWARD_HOPS:
+            return
+        for record, route in zip(records, routes, strict=True):
+            for address in route.notify:
+                settings = self._directory.addresses.get(address)
+                if settings is None or not settings.forward or settings.forward == record.inbox:
+                    continue
+                copy = InboundMessage(
+                    mail_from=msg.mail_from, recipients=[parse_recipient(settings.forward)],
+                    content=f"X-Mailsac-Forwarded-From: {record.inbox}\r\n".encode()
+                    + msg.content,
+                    client_ip=msg.client_ip, client_helo=msg.client_helo,
+                    via=f"forwarded via {record.inbox}", tls=msg.tls)
+                try:
+                    await self.deliver(copy, hops + 1)
+                except Exception:
+                    log.exception("could not store the forwarded copy for %s", settings.forward)

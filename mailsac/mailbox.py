@@ -11,15 +11,20 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.errors import InvalidRequest, MessageNotFound
+from mailsac.events import MessageDeleted
+from mailsac.forwarding.hub import MessageHub
 from mailsac.lru import ByteLRU
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.storage import BlobStore, MessageRecord
 from mailsac.storage import messages as queries
 from mailsac.storage.db import connect
 from mailsac.storage.keys import ApiKey
+from mailsac.storage.messages import contains
+from mailsac.storage.models import messages
 from mailsac.visibility import Visibility, record_visible, visible_to
 
 log = logging.getLogger(__name__)
@@ -33,11 +38,13 @@ class Mailboxes:
     """Lists, fetches, flags and deletes messages; caches parsed bodies by bytes."""
 
     def __init__(
-        self, engine: AsyncEngine, blobs: BlobStore, cache_bytes: int, visibility: Visibility
+        self, engine: AsyncEngine, blobs: BlobStore, cache_bytes: int, visibility: Visibility,
+        hub: MessageHub | None = None,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
         self._visibility = visibility
+        self._hub = hub
         self.cache: ByteLRU[str, ParsedMessage] = ByteLRU(cache_bytes, lambda p: p.approx_size())
         # Concurrent requests for the same uncached message share one parse.
         self._parsing: dict[str, asyncio.Future[ParsedMessage]] = {}
@@ -84,7 +91,25 @@ class Mailboxes:
                 raise MessageNotFound(f"no message {message_id} in {inbox}")
             orphans = await queries.unreferenced_blob_keys(conn, [deleted.blob_key])
         await self.drop_blobs(orphans)
+        if self._hub is not None:
+            self._hub.publish(MessageDeleted(deleted.id, deleted.inbox))
         return deleted
+
+    async def first_matching(
+        self, key: ApiKey, inbox: str, *, since: datetime, subject: str | None,
+        sender: str | None,
+    ) -> MessageRecord | None:
+        """The oldest visible message of ``inbox`` received at/after ``since`` that matches."""
+        self._visibility.check_inbox(key, inbox)
+        condition = and_(messages.c.inbox == inbox, messages.c.received >= since,
+                         visible_to(key.account_id))
+        if subject:
+            condition = and_(condition, contains(messages.c.subject, subject))
+        if sender:
+            condition = and_(condition, contains(messages.c.from_addrs, sender))
+        async with connect(self._engine) as conn:
+            found = await queries.select_messages(conn, condition, limit=1, oldest_first=True)
+        return found[0] if found else None
 
     async def _update(self, record: MessageRecord, **values: Any) -> MessageRecord:
         async with connect(self._engine, write=True) as conn:

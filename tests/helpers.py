@@ -52,6 +52,7 @@ def start_server(
         "MAILSAC_READY_FILE": str(ready),
         "MAILSAC_ADMIN_KEY": ADMIN_KEY,
         "MAILSAC_LOG_LEVEL": "INFO",
+        "MAILSAC_WEBHOOK_RETRY_BASE": "0.2",
     })
     env.update(env_extra)
     log_path = data_dir / "server.log"
@@ -127,3 +128,50 @@ def new_account(server: ServerHandle, prefix: str = "acct") -> tuple[str, str]:
 def client(server: ServerHandle, key: str | None) -> httpx.Client:
     headers = {"Mailsac-Key": key} if key else {}
     return httpx.Client(base_url=server.http_url, headers=headers, timeout=30)
+
+
+class Receiver:
+    """A real local HTTP server that records POSTs (the outside world a webhook reaches).
+
+    ``fail_first`` requests are answered 500 before it starts answering 200.
+    """
+
+    def __init__(self, fail_first: int = 0, port: int = 0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.fail_first = fail_first
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.arrived:
+                    receiver.requests.append((self.path, dict(self.headers), body))
+                    failing = len(receiver.requests) <= receiver.fail_first
+                    receiver.arrived.notify_all()
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(
+        self, count: int, timeout: float = 30.0
+    ) -> list[tuple[str, dict[str, str], bytes]]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.requests) >= count, timeout)
+            return list(self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -10,8 +10,8 @@ from starlette.responses import JSONResponse, Response
 from mailsac.api.context import ApiContext, ctx, date_param, int_param, json_body, require_key
 from mailsac.api.errors import BadRequest
 from mailsac.api.messages import DEFAULT_LIMIT, MAX_LIMIT
-from mailsac.api.schemas import message_json
 from mailsac.errors import InvalidAddress
+from mailsac.messagejson import message_json
 from mailsac.policy import domain_accepted, parse_recipient
 
 MAX_VALIDATIONS = 50

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailsac.api import (
@@ -17,6 +17,7 @@ from mailsac.api import (
     manage,
     messages,
     openapi,
+    realtime,
 )
 from mailsac.api.context import ApiContext
 from mailsac.api.errors import EXCEPTION_HANDLERS
@@ -24,6 +25,8 @@ from mailsac.api.errors import EXCEPTION_HANDLERS
 M = "/api/addresses/{email}/messages/{id}"
 
 A = "/api/addresses/{email}"
+
+WEBSOCKET_ROUTES = [WebSocketRoute("/incoming-messages", realtime.incoming_messages)]
 
 ROUTES = [
     Route("/healthz", health.healthz, methods=["GET"]),
@@ -36,6 +39,8 @@ ROUTES = [
     Route(A, addresses.update_address, methods=["PUT"]),
     Route(A, addresses.release_address, methods=["DELETE"]),
     Route(A + "/availability", addresses.availability, methods=["GET"]),
+    Route(A + "/webhook-deliveries", realtime.webhook_deliveries, methods=["GET"]),
+    Route(A + "/messages/wait", realtime.wait_for_message, methods=["GET"]),
     Route("/api/private-addresses-bulk", addresses.reserve_bulk, methods=["POST"]),
     Route("/api/private-address-forwarding/{email}", addresses.update_address, methods=["PUT"]),
     Route("/api/domains", addresses.list_domains, methods=["GET"]),
@@ -105,7 +110,7 @@ class SecurityHeaders:
 
 def create_app(context: ApiContext) -> Starlette:
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *WEBSOCKET_ROUTES],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers=EXCEPTION_HANDLERS,
     )

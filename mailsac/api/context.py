@@ -16,6 +16,7 @@ from mailsac.addresses import Addresses
 from mailsac.admin import Admin
 from mailsac.api.errors import BadRequest
 from mailsac.errors import Forbidden
+from mailsac.forwarding.hub import MessageHub
 from mailsac.mailbox import Mailboxes
 from mailsac.policy import normalize_inbox
 from mailsac.storage.keys import ApiKey
@@ -33,7 +34,9 @@ class ApiContext:
     addresses: Addresses
     account_mail: AccountMail
     admin: Admin
+    hub: MessageHub
     accepted_domains: tuple[str, ...] = ()
+    ws_send_timeout: float = 10.0
 
 
 def ctx(request: Request) -> ApiContext:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mailsac.api.context import ctx, message_target, require_key
 from mailsac.api.errors import BadRequest
-from mailsac.api.schemas import message_json
+from mailsac.messagejson import message_json
 
 
 async def toggle_star(request: Request) -> Response:
@@ -28,7 +26,7 @@ async def remove_label(request: Request) -> Response:
 
 async def _label(request: Request, *, present: bool) -> Response:
     key = await require_key(request)
-    label = unquote(request.path_params["label"])
+    label = request.path_params["label"]  # already percent-decoded by the server
     record = await ctx(request).mailboxes.set_label(key, *message_target(request), label,
                                                     present)
     return JSONResponse({"_id": record.id, "labels": record.labels})

@@ -14,7 +14,7 @@ from mailsac.api.context import (
     require_key,
 )
 from mailsac.api.errors import BadRequest
-from mailsac.api.schemas import message_json
+from mailsac.messagejson import message_json
 from mailsac.mime import headers_json, headers_ordered, headers_plain
 
 MAX_LIMIT = 1000

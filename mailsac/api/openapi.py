@@ -1,7 +1,10 @@
 """``GET /api/openapi.json``: the OpenAPI 3.1 description of our API.
 
 The document mirrors the handlers exactly (see ``mailsac.api.app.ROUTES``): every response
-object is closed (``additionalProperties: false``) so a schemathesis run can check conformance.
+object is closed (``additionalProperties: false``) so a schemathesis run can check
+conformance; request bodies stay open because the handlers ignore unknown fields. The
+operations (and the small builders) live in :mod:`mailsac.api.openapi_paths`; this module
+holds the component schemas, the shared error responses and the assembly.
 """
 
 from __future__ import annotations
@@ -13,34 +16,34 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mailsac import __version__
+from mailsac.addresses import MAX_BULK
+from mailsac.api.account import MAX_VALIDATIONS
 from mailsac.api.messages import DEFAULT_LIMIT, MAX_LIMIT
-
-Obj = dict[str, Any]
-
-_M = "/api/addresses/{email}/messages/{id}"
-_SECURITY: list[Obj] = [{"MailsacKeyHeader": []}, {"MailsacKeyQuery": []}]
-_ERROR_TEXT = {
-    400: "Invalid inbox address or query parameter.",
-    401: "Missing, unknown or revoked API key.",
-    404: "No such message in this inbox (or no such attachment).",
-    503: "The database is unavailable; retry after `Retry-After` seconds.",
-}
-
+from mailsac.api.openapi_paths import (
+    _STR,
+    TAGS,
+    Obj,
+    _array,
+    _json,
+    _schema,
+    paths,
+)
+from mailsac.api.realtime import MAX_WAIT
+from mailsac.mailbox import FOLDERS, MAX_LABEL_LENGTH
 
 # ---------------------------------------------------------------------------------------
-# Small builders
+# Small builders (more in openapi_paths)
 
-
-def _ref(kind: str, name: str) -> Obj:
-    return {"$ref": f"#/components/{kind}/{name}"}
+_INT: Obj = {"type": "integer", "minimum": 0}
+_BOOL: Obj = {"type": "boolean"}
+_DATE: Obj = {"type": "string", "format": "date-time",
+              "description": "UTC, millisecond precision, `Z` suffix."}
+_KEY_FIELD: Obj = {"type": "string", "description": "The API key, when sent neither as "
+                   "`Mailsac-Key` header nor as query parameter."}
 
 
 def _nullable(kind: str, **extra: Any) -> Obj:
     return {"type": [kind, "null"], **extra}
-
-
-def _array(items: Obj, *, nullable: bool = False) -> Obj:
-    return {"type": ["array", "null"] if nullable else "array", "items": items}
 
 
 def _object(properties: Obj, *, optional: tuple[str, ...] = ()) -> Obj:
@@ -54,42 +57,14 @@ def _object(properties: Obj, *, optional: tuple[str, ...] = ()) -> Obj:
     }
 
 
-_STR: Obj = {"type": "string"}
-_INT: Obj = {"type": "integer", "minimum": 0}
-_BOOL: Obj = {"type": "boolean"}
+def _body_object(properties: Obj, *, required: tuple[str, ...] = ()) -> Obj:
+    """A request body: unknown fields are ignored; ``_mailsacKey`` may carry the key."""
+    return {"type": "object", "properties": properties | {"_mailsacKey": _KEY_FIELD},
+            "required": list(required)}
 
 
-def _response(description: str, media: str | None = None, schema: Obj | None = None,
-              headers: Obj | None = None) -> Obj:
-    response: Obj = {"description": description}
-    if media is not None:
-        response["content"] = {media: {"schema": schema if schema is not None else _STR}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-def _json(description: str, schema: Obj) -> Obj:
-    return _response(description, "application/json", schema)
-
-
-def _op(op_id: str, tag: str, summary: str, ok: Obj, *, params: tuple[str, ...] = (),
-        errors: tuple[int, ...] = (400, 401, 404, 503), status: str = "200",
-        secure: bool = True, more: Obj | None = None) -> Obj:
-    """One operation: ``ok`` under ``status``, shared Error responses for ``errors``."""
-    responses = {status: ok, **{str(c): _ref("responses", str(c)) for c in errors}}
-    return {
-        "operationId": op_id,
-        "tags": [tag],
-        "summary": summary,
-        "parameters": [_ref("parameters", p) for p in params],
-        "security": _SECURITY if secure else [],
-        "responses": responses | (more or {}),
-    }
-
-
-def _path_param(name: str, description: str) -> Obj:
-    return {"name": name, "in": "path", "required": True, "schema": _STR,
+def _path_param(name: str, description: str, schema: Obj = _STR) -> Obj:
+    return {"name": name, "in": "path", "required": True, "schema": schema,
             "description": description}
 
 
@@ -99,26 +74,39 @@ def _query_param(name: str, schema: Obj, description: str, **extra: Any) -> Obj:
 
 
 # ---------------------------------------------------------------------------------------
-# Components
+# Parameters
 
 _HEADER_FORMATS = ["json", "json-ordered", "plain"]
+_INSTANT: Obj = {"anyOf": [{"type": "string", "format": "date-time"},
+                           {"type": "string", "pattern": "^[0-9]{1,15}$"}]}
+_INSTANT_TEXT = "ISO 8601 date-time (no offset = UTC) or epoch milliseconds."
 
 _PARAMETERS: Obj = {
     "email": _path_param("email", "Inbox address. Case-folded; a `+tag` is stripped."),
+    "candidate": _path_param("email", "Any string; one that is not a valid address gives "
+                             "`validFormat: false`."),
     "id": _path_param("id", "Message `_id`."),
     "ident": _path_param("ident", "Attachment md5 checksum, Content-ID (with or without "
                                   "`<>`) or file name, tried in that order."),
+    "domain": _path_param("domain", "A domain owned by the key's account (case-insensitive)."),
+    "label": _path_param("label", f"The label (1-{MAX_LABEL_LENGTH} characters after trimming "
+                         "spaces), URL-encoded; may contain `/`."),
+    "folder": _path_param("folder", "Target folder.", {"type": "string", "enum": list(FOLDERS)}),
+    "state": _path_param("state", "`true` or `false` (any case).",
+                         {"type": "string", "enum": ["true", "false"]}),
+    "account": _path_param("account", "Account id."),
+    "key_id": _path_param("key_id", "Numeric id of the API key (`id` in key objects).",
+                          {"type": "integer"}),
     "limit": _query_param(
         "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
         "Maximum number of messages returned."),
+    "skip": _query_param("skip", {"type": "integer", "minimum": 0, "maximum": 10_000_000,
+                                  "default": 0}, "Number of messages skipped (newest first)."),
     "until": _query_param(
-        "until",
-        {"anyOf": [{"type": "string", "format": "date-time"},
-                   {"type": "string", "pattern": "^[0-9]{1,15}$"}]},
-        "Only messages received strictly before this instant (paginate backwards by passing "
-        "the `received` of the last message). ISO 8601 date-time (no offset = UTC) or "
-        "epoch milliseconds.",
-    ),
+        "until", _INSTANT, "Only messages received strictly before this instant (paginate "
+        "backwards by passing the `received` of the last message). " + _INSTANT_TEXT),
+    "since": _query_param("since", _INSTANT, "Only messages received strictly after this "
+                          "instant. " + _INSTANT_TEXT),
     "download": _query_param("download", _STR, "`1`, `true` or `yes` (any case) adds a "
                              "`Content-Disposition: attachment` header; other values are "
                              "ignored.", example="1"),
@@ -128,25 +116,68 @@ _PARAMETERS: Obj = {
         "message order; `plain`: the raw header block. Takes precedence over `format`."),
     "format": _query_param("format", {"type": "string", "enum": _HEADER_FORMATS,
                                       "default": "json"}, "Alias of `messageHeadersFormat`."),
+    "deleteAddressMessages": _query_param(
+        "deleteAddressMessages", _STR, "`1` or `true` (any case): also delete every message "
+        "of the address, starred ones included, irreversibly.", example="true"),
+    "andSubjectIncludes": _query_param("andSubjectIncludes", _STR,
+                                       "Subject contains this text (case-insensitive)."),
+    "andFrom": _query_param("andFrom", _STR, "A sender address or name contains this text."),
+    "andTo": _query_param("andTo", _STR, "A recipient or the inbox contains this text."),
+    "timeout": _query_param("timeout", {"type": "number", "minimum": 0,
+                                        "maximum": MAX_WAIT, "default": 30},
+                            "Seconds to wait at most."),
+    "waitSince": _query_param("since", _INSTANT, "Only messages received at or after this "
+                              "instant (default: now; take it before the action that sends "
+                              "the mail). " + _INSTANT_TEXT),
+    "subject": _query_param("subject", _STR, "Subject contains this text (case-insensitive)."),
+    "from": _query_param("from", _STR, "A sender address or name contains this text "
+                         "(case-insensitive)."),
+    "query": _query_param("query", _STR, "Text searched (case-insensitive substring) in the "
+                          "subject, senders, recipients and inbox; empty finds nothing."),
 }
 
+
+# ---------------------------------------------------------------------------------------
+# Schemas
+
+_MD5: Obj = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+_NULL_DATE: Obj = _nullable("string", format="date-time")
+_NULL_STR: Obj = _nullable("string")
+_NAME: Obj = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+              "description": "1-63 characters of a-z, 0-9, `.`, `_`, `-`; lower-cased."}
+_SETTING_TEXT: Obj = _nullable("string", maxLength=2000)
+_URL_SETTING: Obj = {"anyOf": [
+    {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+"},
+    {"type": "null"}, {"const": ""}]}
+
+_KEY_PROPS: Obj = {
+    "id": {"type": "integer"}, "name": _STR, "prefix": _STR, "account": _STR,
+    "userId": _nullable("integer"), "admin": _BOOL, "created": _DATE,
+    "revoked": _NULL_DATE | {"description": "When the key was revoked, else null."},
+}
+_VALID_FORMAT: Obj = {
+    "email": _STR, "validFormat": {"const": True}, "local": _STR, "domain": _STR,
+    "isDisposable": _BOOL | {"description": "This server receives mail for the domain."},
+    "disposableDomains": _array(_STR), "aliases": _array(_STR),
+}
+_MESSAGES: Obj = _array(_schema("Message"))
+
 _SCHEMAS: Obj = {
-    "Address": _object({"name": _STR, "address": _STR}),
+    "NameAddress": _object({"name": _STR, "address": _STR}),
     "Message": _object({
         "_id": _STR,
-        "from": _array(_ref("schemas", "Address")),
-        "to": _array(_ref("schemas", "Address")),
-        "cc": _array(_ref("schemas", "Address")),
-        "bcc": _array(_ref("schemas", "Address")),
+        "from": _array(_schema("NameAddress")),
+        "to": _array(_schema("NameAddress")),
+        "cc": _array(_schema("NameAddress")),
+        "bcc": _array(_schema("NameAddress")),
         "subject": _STR,
         "savedBy": _nullable("string", description="Account that starred it, else null."),
         "originalInbox": _STR,
         "inbox": _STR,
         "domain": _STR,
-        "received": {"type": "string", "format": "date-time",
-                     "description": "UTC, millisecond precision, `Z` suffix."},
+        "received": _DATE,
         "size": _INT | {"description": "Bytes of the raw message."},
-        "attachments": _array({"type": "string", "pattern": "^[0-9a-f]{32}$"}, nullable=True)
+        "attachments": _array(_MD5, nullable=True)
                        | {"description": "md5 checksums of the attachments, or null."},
         "ip": _STR,
         "via": _STR,
@@ -158,13 +189,13 @@ _SCHEMAS: Obj = {
         "spam": _nullable("number", minimum=0, maximum=1),
     }),
     "Attachment": _object({
-        "checksum": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "md5"},
+        "checksum": _MD5 | {"description": "md5"},
         "contentType": _STR,
-        "fileName": _nullable("string"),
-        "contentDisposition": _nullable("string"),
-        "contentId": _nullable("string"),
+        "fileName": _NULL_STR,
+        "contentDisposition": _NULL_STR,
+        "contentId": _NULL_STR,
         "length": _INT,
-        "transferEncoding": _nullable("string"),
+        "transferEncoding": _NULL_STR,
     }),
     "Error": _object({"message": _STR, "error": _STR}),
     "MessageCount": _object({"count": _INT, "inbox": _STR}),
@@ -179,10 +210,117 @@ _SCHEMAS: Obj = {
                              "error": _STR}, optional=("latencyMs", "error")),
         "smtp": _object({"listening": _BOOL, "port": _INT}),
     }),
+    "Address": _object({
+        "_id": _STR,
+        "owner": _NULL_STR | {"description": "The reserving account; for a non-reserved "
+                              "address the owner of its domain, else null."},
+        "forward": _NULL_STR,
+        "enablews": _BOOL,
+        "webhook": _NULL_STR,
+        "webhookSlack": _NULL_STR,
+        "webhookSlackToFrom": _BOOL,
+        "catchAll": _NULL_STR | {"description": "The domain, for a `*@domain` catch-all."},
+        "password": {"type": "null"},
+        "info": _NULL_STR,
+        "created": _NULL_DATE | {"description": "Null when not reserved."},
+        "updated": _NULL_DATE,
+        "encryptedInbox": _NULL_STR | {"description": "Secret alias delivering to this inbox."},
+        "webhookSecret": _NULL_STR | {"description": "Key to verify `X-Mailsac-Signature` "
+                                      "of webhook calls (our extension); null when not "
+                                      "reserved."},
+        "implicit": _BOOL | {"description": "Not reserved, but in a domain the caller owns."},
+    }),
+    "Domain": _object({
+        "_id": _STR, "created": _DATE, "updated": _DATE, "enablews": _BOOL,
+        "hosted": _BOOL, "isDefault": _BOOL, "isPrivate": _BOOL,
+        "lastVerificationErrors": _array(_STR), "owner": _STR, "verificationTxt": _STR,
+        "verified": _BOOL, "verifiedMx": _BOOL,
+    }),
+    "WebhookDelivery": _object({
+        "id": {"type": "integer"}, "messageId": _STR,
+        "kind": {"type": "string", "enum": ["webhook", "slack"]}, "url": _STR,
+        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": _INT, "lastStatusCode": _nullable("integer"),
+        "lastError": _NULL_STR, "nextAttemptAt": _DATE, "created": _DATE, "updated": _DATE,
+    }),
+    "Availability": _object({"available": _BOOL, "email": _STR,
+                             "owned": _BOOL | {"description": "Owned by any account."}}),
+    "AccountInbox": _object({"messages": _MESSAGES, "unread": _INT, "limit": _INT,
+                             "skip": _INT}),
+    "FilteredMessages": _object({"messages": _MESSAGES}),
+    "SearchedMessages": _object({"query": _STR, "messages": _MESSAGES}),
+    "Me": _object({
+        "_id": _STR, "email": _NULL_STR, "messageLimit": _INT, "privateAddressCredits": _INT,
+        "privateDomain": _BOOL, "capturePrivate": _BOOL, "recents": _array(_STR),
+        "labels": _array(_STR), "apiAccess": _BOOL, "apiKeyName": _STR, "isAdmin": _BOOL,
+        "created": _DATE,
+    }),
+    "MeStats": _object({
+        "addresses": _array(_STR), "domains": _array(_STR), "starredMessages": _INT,
+        "storedMessages": _INT, "inboxBytes": _INT, "lastMonthOps": _INT,
+        "defaultDomain": _NULL_STR,
+    }),
+    "Validation": {"oneOf": [
+        _object(_VALID_FORMAT),
+        _object({"email": _STR, "validFormat": {"const": False}}),
+    ], "description": "`email` and `validFormat` only, when the format is invalid."},
+    "LabelsResult": _object({"_id": _STR, "labels": _array(_STR)}),
+    "FolderResult": _object({"_id": _STR, "folder": {"type": "string", "enum": list(FOLDERS)}}),
+    "ReadResult": _object({"_id": _STR, "read": _BOOL}),
+    "Account": _object({"_id": _STR, "email": _NULL_STR, "messageLimit": _INT,
+                        "privateAddressCredits": _INT, "created": _DATE}),
+    "User": _object({"id": {"type": "integer"}, "account": _STR, "username": _STR,
+                     "email": _NULL_STR, "created": _DATE}),
+    "ApiKey": _object(_KEY_PROPS),
+    "CreatedApiKey": _object(_KEY_PROPS | {
+        "key": _STR | {"description": "The secret key; shown only this once."}}),
+    # Request bodies
+    "AddressSettings": _body_object({
+        "forward": _SETTING_TEXT | {"description": "Forward to this (valid) address; \"\" "
+                                    "or null disables."},
+        "enablews": _BOOL | {"description": "Publish new mail on the WebSocket."},
+        "webhook": _URL_SETTING | {"description": "http(s) URL; \"\" or null disables."},
+        "webhookSlack": _URL_SETTING | {"description": "Slack incoming-webhook URL."},
+        "webhookSlackToFrom": _BOOL,
+        "info": _SETTING_TEXT | {"description": "Free-text note."},
+    }) | {"description": "Settings to change; absent ones are left as they are."},
+    "BulkAddresses": _body_object({"addresses": _array(
+        _STR, minItems=1, maxItems=MAX_BULK)}, required=("addresses",)),
+    "ValidationRequest": _body_object(
+        {"emails": _array(_STR, maxItems=MAX_VALIDATIONS)}, required=("emails",)),
+    "NewAccount": _body_object({
+        "id": _NAME, "email": _nullable("string", pattern="\\S"),
+        "messageLimit": _nullable("integer", minimum=0),
+        "privateAddressCredits": _nullable("integer", minimum=0),
+    }, required=("id",)),
+    "NewUser": _body_object({"username": _NAME, "email": _nullable("string", pattern="\\S")},
+                            required=("username",)),
+    "NewApiKey": _body_object({
+        "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"},
+        "admin": _BOOL | {"default": False},
+        "username": _nullable("string", description="Bind the key to this user of the "
+                              "account."),
+    }, required=("name",)),
+    "NewDomain": _body_object({
+        "domain": {"type": "string", "pattern": "\\S"},
+        "account": {"type": "string", "pattern": "\\S", "description": "Account id."},
+        "catchAll": _BOOL | {"description": "Also reserve `*@domain` for the account.",
+                             "default": False},
+    }, required=("domain", "account")),
 }
 
+# ---------------------------------------------------------------------------------------
+# Shared error responses, security, assembly
+
+_ERROR_TEXT = {
+    400: "Invalid address, parameter or request body.",
+    401: "Missing, unknown or revoked API key.",
+    403: "The key's account may not do this.",
+    404: "Not found.",
+    503: "The database is unavailable; retry after `Retry-After` seconds.",
+}
 _ERROR_RESPONSES: Obj = {
-    str(code): _json(text, _ref("schemas", "Error")) for code, text in _ERROR_TEXT.items()
+    str(code): _json(text, _schema("Error")) for code, text in _ERROR_TEXT.items()
 }
 _ERROR_RESPONSES["503"]["headers"] = {
     "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
@@ -194,105 +332,22 @@ _SECURITY_SCHEMES: Obj = {
                         "description": "Least secure: the key may end up in logs."},
 }
 
-
-# ---------------------------------------------------------------------------------------
-# Paths
-
-_DISPOSITION = {"Content-Disposition": {
-    "description": "Present when `download` is set: `attachment; filename=\"<id>.<ext>\"`.",
-    "schema": _STR,
-}}
-_CSP = {"Content-Security-Policy": {"description": "Sandboxes the HTML.", "schema": _STR}}
-_BODY = ("email", "id", "download")
-
-
-def _body_op(op_id: str, summary: str, media: str, description: str) -> Obj:
-    headers = _DISPOSITION | (_CSP if media == "text/html" else {})
-    return {"get": _op(op_id, "Bodies", summary, _response(description, media, None, headers),
-                       params=_BODY)}
-
-
-def _headers_op(op_id: str, summary: str) -> Obj:
-    ok: Obj = {"description": "The headers, in the requested format.", "content": {
-        "application/json": {"schema": {"oneOf": [
-            _ref("schemas", "HeadersJson"), _array(_ref("schemas", "HeaderOrdered"))]}},
-        "text/plain": {"schema": _STR},
-    }}
-    return {"get": _op(op_id, "Messages", summary, ok,
-                       params=("email", "id", "messageHeadersFormat", "format"))}
-
-
-def _paths() -> Obj:
-    message = _ref("schemas", "Message")
-    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
-    download = {"description": "The attachment bytes, with its own Content-Type "
-                "(`application/octet-stream` when it has none).",
-                "content": {"application/octet-stream": {"schema": binary}, "*/*": {}},
-                "headers": {"Content-Disposition": {"schema": _STR, "description":
-                                                    "`attachment; filename*=UTF-8''…`"}}}
-    return {
-        "/healthz": {"get": _op(
-            "healthz", "Health", "Readiness of the database and the SMTP listener",
-            _json("Ready.", _ref("schemas", "Health")), errors=(), secure=False,
-            more={"503": _json("Degraded (body says why).", _ref("schemas", "Health"))})},
-        "/api/openapi.json": {"get": _op(
-            "getOpenApi", "Meta", "This OpenAPI document",
-            _json("OpenAPI 3.1 document.", {"type": "object"}), errors=(), secure=False)},
-        "/api/addresses/{email}/messages": {
-            "get": _op("listMessages", "Messages", "List an inbox, newest first",
-                       _json("Messages.", _array(message)),
-                       params=("email", "limit", "until"), errors=(400, 401, 503)),
-            "delete": _op("purgeInbox", "Messages", "Delete every non-starred message",
-                          _response("Purged."), status="204", params=("email",),
-                          errors=(400, 401, 503)),
-        },
-        "/api/addresses/{email}/message-count": {"get": _op(
-            "countMessages", "Messages", "Number of messages in an inbox",
-            _json("Count.", _ref("schemas", "MessageCount")), params=("email",),
-            errors=(400, 401, 503))},
-        _M: {
-            "get": _op("getMessage", "Messages", "One message",
-                       _json("The message.", message), params=("email", "id")),
-            "delete": _op("deleteMessage", "Messages", "Delete one message (no undo)",
-                          _json("Deleted.", _ref("schemas", "DeletedMessage")),
-                          params=("email", "id")),
-        },
-        _M + "/headers": _headers_op("getMessageHeaders", "Parsed message headers"),
-        _M + "/attachments": {"get": _op(
-            "listAttachments", "Attachments", "Attachments of a message",
-            _json("Attachment metadata.", _array(_ref("schemas", "Attachment"))),
-            params=("email", "id"))},
-        _M + "/attachments/{ident}": {"get": _op(
-            "downloadAttachment", "Attachments", "Download one attachment", download,
-            params=("email", "id", "ident"))},
-        "/api/headers/{email}/{id}": _headers_op(
-            "getMessageHeadersLegacy", "Parsed message headers (legacy path)"),
-        "/api/raw/{email}/{id}": _body_op(
-            "getRawMessage", "Raw SMTP message", "text/plain", "The message as received."),
-        "/api/dirty/{email}/{id}": _body_op(
-            "getDirtyBody", "HTML body as sent", "text/html",
-            "HTML untouched, cid images inlined; generated from text if no HTML part."),
-        "/api/body/{email}/{id}": _body_op(
-            "getSanitizedBody", "Sanitized HTML body", "text/html",
-            "HTML with scripts, images and links stripped."),
-        "/api/text/{email}/{id}": _body_op(
-            "getTextBody", "Plain-text body", "text/plain",
-            "Plain text; generated from the HTML if no text part."),
-    }
+_DESCRIPTION = (
+    "Self-hosted, Mailsac-compatible disposable inbound email. Errors are "
+    "`{\"message\", \"error\"}` JSON. On POST and PUT the key may also be sent as the "
+    "`_mailsacKey` field of a JSON object body; such a body is then parsed first, so one "
+    "that is not a JSON object answers 400. Admin operations need an admin key (403 "
+    "otherwise)."
+)
 
 
 def build_spec() -> dict[str, Any]:
     """A fresh document (deep-copied: the builders share sub-dicts between operations)."""
     return copy.deepcopy({
         "openapi": "3.1.0",
-        "info": {
-            "title": "mailsac",
-            "version": __version__,
-            "description": "Self-hosted, Mailsac-compatible disposable inbound email. "
-            "Errors are `{\"message\", \"error\"}` JSON.",
-        },
-        "tags": [{"name": n} for n in ("Health", "Meta", "Messages", "Bodies", "Attachments")],
-        "paths": _paths(),
+        "info": {"title": "mailsac", "version": __version__, "description": _DESCRIPTION},
+        "tags": [{"name": n} for n in TAGS],
+        "paths": paths(),
         "components": {
             "schemas": _SCHEMAS,
             "parameters": _PARAMETERS,

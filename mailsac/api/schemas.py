@@ -1,42 +1,16 @@
-"""Serialisers: records → Mailsac's JSON shapes (key names and order as Mailsac sends them)."""
+"""Serialisers: records → Mailsac's JSON shapes (key names and order as Mailsac sends them).
+
+``message_json`` lives in :mod:`mailsac.messagejson` because webhooks use it too."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mailsac.addresses import AddressView
-from mailsac.storage import MessageRecord
 from mailsac.storage.accounts import Account, User
 from mailsac.storage.directory import DomainRecord
 from mailsac.storage.keys import ApiKey
 from mailsac.timeutil import iso_ms
-
-
-def message_json(record: MessageRecord) -> dict[str, Any]:
-    """Mailsac's message object (§2.1 of the API contract)."""
-    return {
-        "_id": record.id,
-        "from": record.from_addrs,
-        "to": record.to_addrs,
-        "cc": record.cc_addrs,
-        "bcc": record.bcc_addrs,
-        "subject": record.subject,
-        "savedBy": record.saved_by,
-        "originalInbox": record.original_inbox,
-        "inbox": record.inbox,
-        "domain": record.domain,
-        "received": iso_ms(record.received),
-        "size": record.size,
-        "attachments": record.attachments,
-        "ip": record.ip,
-        "via": record.via,
-        "folder": record.folder,
-        "labels": record.labels,
-        "read": record.read,
-        "rtls": record.rtls,
-        "links": record.links,
-        "spam": record.spam,
-    }
 
 
 def address_json(view: AddressView) -> dict[str, Any]:
@@ -56,6 +30,8 @@ def address_json(view: AddressView) -> dict[str, Any]:
         "created": iso_ms(record.created_at) if record else None,
         "updated": iso_ms(record.updated_at) if record else None,
         "encryptedInbox": view.alias,
+        # Our extension: the key receivers use to verify X-Mailsac-Signature.
+        "webhookSecret": record.webhook_secret if record else None,
         "implicit": record is None and view.implicit_owner is not None,
     }
 

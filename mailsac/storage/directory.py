@@ -7,6 +7,7 @@ in-memory copy of a running service (and of other processes) reloads after commi
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,7 @@ class AddressRecord:
     info: str | None
     created_at: datetime
     updated_at: datetime
+    webhook_secret: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ class DomainRecord:
 
 _ADDRESS_COLS = addresses.c[
     "id", "account_id", "forward", "enablews", "webhook", "webhook_slack",
-    "webhook_slack_to_from", "catch_all", "info", "created_at", "updated_at",
+    "webhook_slack_to_from", "catch_all", "info", "created_at", "updated_at", "webhook_secret",
 ]
 _DOMAIN_COLS = domains.c["id", "account_id", "enablews", "created_at", "updated_at"]
 
@@ -83,7 +85,8 @@ async def insert_address(
     """Reserve ``address``; None if somebody already holds it."""
     row = (await conn.execute(
         insert(addresses)
-        .values(id=address, account_id=account_id, catch_all=catch_all, **settings)
+        .values(id=address, account_id=account_id, catch_all=catch_all,
+                webhook_secret=secrets.token_hex(24), **settings)
         .on_conflict_do_nothing()
         .returning(*_ADDRESS_COLS)
     )).first()

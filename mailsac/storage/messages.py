@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, true, update
+from sqlalchemy import ColumnElement, String, and_, cast, delete, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailsac.storage.models import messages
@@ -145,12 +145,13 @@ async def update_message(
 
 
 async def select_messages(
-    conn: AsyncConnection, condition: Condition, *, limit: int, skip: int = 0
+    conn: AsyncConnection, condition: Condition, *, limit: int, skip: int = 0,
+    oldest_first: bool = False,
 ) -> list[MessageRecord]:
-    """Messages matching ``condition``, newest first."""
-    query = (select(*_COLUMNS).where(condition)
-             .order_by(messages.c.received.desc(), messages.c.id.desc())
-             .offset(skip).limit(limit))
+    """Messages matching ``condition``, newest first (or oldest first)."""
+    order = ((messages.c.received, messages.c.id) if oldest_first
+             else (messages.c.received.desc(), messages.c.id.desc()))
+    query = select(*_COLUMNS).where(condition).order_by(*order).offset(skip).limit(limit)
     return [MessageRecord.from_row(r) for r in (await conn.execute(query)).mappings()]
 
 
@@ -168,3 +169,12 @@ async def delete_messages(conn: AsyncConnection, condition: Condition) -> list[s
     """Delete every message matching ``condition``; return their blob keys."""
     query = delete(messages).where(condition).returning(messages.c.blob_key)
     return [row[0] for row in await conn.execute(query)]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains(column: Any, text: str) -> Condition:
+    """Case-insensitive substring match (LIKE wildcards in ``text`` match literally)."""
+    return cast(column, String).ilike(f"%{_escape_like(text)}%", escape="\\")

@@ -81,6 +81,26 @@ addresses = Table(
     Column("info", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # HMAC-SHA256 key for the X-Mailsac-Signature header of this address's webhooks.
+    Column("webhook_secret", Text, nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("message_id", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # Secret per-inbox aliases: mail to "<alias>@<any domain>" lands in ``inbox``.

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.errors import StorageUnavailable
 from mailsac.storage.messages import MessageRecord, insert_messages
+from mailsac.storage.webhooks import NewDelivery, insert_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ MAX_BATCH_ROWS = 1000
 @dataclass
 class _Pending:
     records: Sequence[MessageRecord]
+    deliveries: Sequence[NewDelivery]
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -59,11 +61,13 @@ class MetadataWriter:
             pass
         self._task = None
 
-    async def insert(self, records: Sequence[MessageRecord]) -> None:
-        """Queue ``records`` and wait until their transaction has committed."""
+    async def insert(
+        self, records: Sequence[MessageRecord], deliveries: Sequence[NewDelivery] = ()
+    ) -> None:
+        """Queue ``records`` (and their webhook deliveries) and wait until committed."""
         if self._task is None:
             raise StorageUnavailable("the metadata writer is not running")
-        pending = _Pending(records)
+        pending = _Pending(records, deliveries)
         self._queue.put_nowait(pending)
         await asyncio.shield(pending.done)
 
@@ -82,10 +86,12 @@ class MetadataWriter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         records = [r for item in batch for r in item.records]
+        deliveries = [d for item in batch for d in item.deliveries]
         error: BaseException | None = None
         try:
             async with self._engine.begin() as conn:
                 await insert_messages(conn, records)
+                await insert_deliveries(conn, deliveries)
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
             log.error("metadata commit of %d rows failed: %s", len(records), exc)
             error = StorageUnavailable(f"database write failed: {type(exc).__name__}")

@@ -9,7 +9,7 @@ from tests.helpers import ServerHandle, client, deliver, make_message, new_accou
 
 ADDRESS_KEYS = {"_id", "owner", "forward", "enablews", "webhook", "webhookSlack",
                 "webhookSlackToFrom", "catchAll", "password", "info", "created", "updated",
-                "encryptedInbox", "implicit"}
+                "encryptedInbox", "implicit", "webhookSecret"}
 
 
 def test_reserve_update_release_cycle(server: ServerHandle) -> None:

@@ -239,3 +239,78 @@ def test_admin_cli_changes_reach_the_running_service(
         caught = api.get(f"/api/addresses/*@{domain}/messages").json()
         assert [m["subject"] for m in caught] == ["catch me"]
         assert api.get("/api/me").json()["messageLimit"] == 500
+
+
+def test_pending_webhook_survives_a_restart(data_dir: Path, database_url: str) -> None:
+    import socket
+
+    from tests.helpers import Receiver, client, new_account
+
+    with socket.socket() as probe:  # a port nothing listens on yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"DATABASE_URL": database_url, "MAILSAC_WEBHOOK_RETRY_BASE": "1"}
+    handle = start_server(data_dir, env)
+    address = unique_inbox()
+    try:
+        _, key = new_account(handle)
+        with client(handle, key) as api:
+            api.post(f"/api/addresses/{address}",
+                     json={"webhook": f"http://127.0.0.1:{port}/late"})
+            deliver(handle, address, subject="deliver me later")
+            assert _wait_until(lambda: api.get(
+                f"/api/addresses/{address}/webhook-deliveries").json()[0]["attempts"] >= 1)
+            (pending,) = api.get(f"/api/addresses/{address}/webhook-deliveries").json()
+            assert pending["status"] == "pending" and pending["lastError"]
+    finally:
+        assert stop_server(handle) == 0
+    receiver = Receiver(port=port)
+    try:
+        handle = start_server(data_dir, env)
+        try:
+            (path, _, body), = receiver.wait_for(1, timeout=30)
+            assert path == "/late"
+            assert b"deliver me later" in body
+        finally:
+            assert stop_server(handle) == 0
+    finally:
+        receiver.close()
+
+
+def test_slow_websocket_consumer_is_disconnected_without_slowing_intake(
+    data_dir: Path, database_url: str
+) -> None:
+    import base64
+    import socket
+
+    from tests.helpers import client, new_account, send_raw
+
+    handle = start_server(data_dir, {"DATABASE_URL": database_url,
+                                     "MAILSAC_WS_SEND_TIMEOUT": "2"})
+    try:
+        _, key = new_account(handle)
+        address = unique_inbox()
+        with client(handle, key) as api:
+            api.post(f"/api/addresses/{address}", json={"enablews": True})
+        # A raw-socket WebSocket client with a tiny receive buffer that stops reading
+        # after the handshake (client libraries keep reading into memory on their own).
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(handle.http_url.rsplit(":", 1)[1])))
+        nonce = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /incoming-messages?key={key}&addresses={address} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                     .encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+        big = b"Subject: bulk\r\n\r\n" + (b"y" * 998 + b"\r\n") * 400  # ~400 kB
+        accepted = sum(send_raw(handle, big, [address]) == {} for _ in range(40))
+        assert accepted == 40  # SMTP intake never waited for the stalled WebSocket
+        assert _wait_until(
+            lambda: "closing a WebSocket client that stopped reading" in handle.log(), 30)
+        sock.close()
+        deliver(handle, address, subject="still fine")
+        with client(handle, key) as api:
+            assert api.get(f"/api/addresses/{address}/message-count").json()["count"] == 41
+    finally:
+        assert stop_server(handle) == 0

@@ -6,16 +6,24 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
+from mailsac.addresses import AddressView
+from mailsac.api.account import validate_address
 from mailsac.api.app import ROUTES
+from mailsac.api.context import ApiContext
 from mailsac.api.errors import error_response
 from mailsac.api.openapi import _SPEC, build_spec
-from mailsac.api.schemas import message_json
+from mailsac.api.schemas import account_json, address_json, domain_json, key_json, user_json
+from mailsac.messagejson import message_json
 from mailsac.mime import headers_json, headers_ordered, parse_message
 from mailsac.storage import MessageRecord
+from mailsac.storage.accounts import Account, User
+from mailsac.storage.directory import AddressRecord, DomainRecord
+from mailsac.storage.keys import ApiKey
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
@@ -57,7 +65,8 @@ def _resolve(spec: dict[str, Any], ref: str) -> Any:
 def test_every_route_is_documented(spec: dict[str, Any]) -> None:
     documented = {(path, method) for path, method, _ in _operations(spec)}
     routed = {
-        (route.path, method.lower())
+        # "{label:path}" is "{label}" in the document (a template has no converters).
+        (re.sub(r"{(\w+):\w+}", r"{\1}", route.path), method.lower())
         for route in ROUTES
         for method in route.methods or ()
         if method != "HEAD"
@@ -134,12 +143,19 @@ def test_document_is_valid_openapi_3_1(spec: dict[str, Any]) -> None:
 # Real payloads conform to the component schemas
 
 
-def _check(spec: dict[str, Any], schema_name: str, instance: Any) -> None:
+def _validator(spec: dict[str, Any], schema_name: str) -> Any:
     jsonschema = pytest.importorskip("jsonschema")
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}
-    jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    ).validate(json.loads(json.dumps(instance)))
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def _check(spec: dict[str, Any], schema_name: str, instance: Any) -> None:
+    _validator(spec, schema_name).validate(json.loads(json.dumps(instance)))
+
+
+def _same_keys(spec: dict[str, Any], schema_name: str, instance: dict[str, Any]) -> None:
+    assert set(instance) == set(spec["components"]["schemas"][schema_name]["properties"])
 
 
 RAW = (
@@ -160,7 +176,7 @@ def _record(**overrides: Any) -> MessageRecord:
         blob_key="k", subject="", from_addrs=[{"name": "", "address": "a@example.org"}],
         to_addrs=[], cc_addrs=[], bcc_addrs=[], attachments=None, links=[], ip="", via="",
         mail_from="", message_id=None, folder="inbox", labels=[], read=False, rtls=False,
-        saved_by=None, spam=None,
+        saved_by=None, spam=None, account_id=None,
     )
     return MessageRecord(**(fields | overrides))
 
@@ -170,8 +186,7 @@ def test_message_json_conforms(spec: dict[str, Any]) -> None:
     _check(spec, "Message", message_json(_record(
         attachments=["d41d8cd98f00b204e9800998ecf8427e"], saved_by="acct", spam=0.25,
         links=["https://example.net"], labels=["x"], read=True, rtls=True)))
-    keys = set(message_json(_record()))
-    assert keys == set(spec["components"]["schemas"]["Message"]["properties"])
+    _same_keys(spec, "Message", message_json(_record()))
 
 
 def test_parsed_payloads_conform(spec: dict[str, Any]) -> None:
@@ -197,3 +212,93 @@ def test_error_and_health_bodies_conform(spec: dict[str, Any]) -> None:
     _check(spec, "MessageCount", {"count": 0, "inbox": "bob@example.com"})
     _check(spec, "DeletedMessage", {"_id": "abc-0", "inbox": "bob@example.com",
                                     "message": "Message was deleted."})
+
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, UTC)
+
+
+def _address(**overrides: Any) -> AddressRecord:
+    fields: dict[str, Any] = dict(
+        id="bob@example.com", account_id="acct", forward=None, enablews=False, webhook=None,
+        webhook_slack=None, webhook_slack_to_from=False, catch_all=None, info=None,
+        created_at=T0, updated_at=T0, webhook_secret=None,
+    )
+    return AddressRecord(**(fields | overrides))
+
+
+def test_address_json_conforms(spec: dict[str, Any]) -> None:
+    full = _address(id="*@example.com", forward="x@example.org", enablews=True,
+                    webhook="https://hook.example/x", webhook_slack="https://hooks.slack.com/a",
+                    webhook_slack_to_from=True, catch_all="example.com", info="note",
+                    webhook_secret="s3cret")
+    views = [
+        AddressView("bob@example.com", _address(), "inbox-ab12@example.com"),
+        AddressView("*@example.com", full, "inbox-cd34@example.com"),
+        AddressView("eve@example.net", None, "inbox-ef56@example.net"),  # public
+        AddressView("joe@own.test", None, "inbox-0@own.test", implicit_owner="acct"),
+        AddressView("gone@example.com", None, None),
+    ]
+    for view in views:
+        _check(spec, "Address", address_json(view))
+    _same_keys(spec, "Address", address_json(views[0]))
+
+
+def test_domain_and_admin_payloads_conform(spec: dict[str, Any]) -> None:
+    domain = domain_json(DomainRecord("own.test", "acct", False, T0, T0))
+    _check(spec, "Domain", domain)
+    _same_keys(spec, "Domain", domain)
+    for revoked, user_id, admin in ((None, None, False), (T0, 7, True)):
+        key = key_json(ApiKey(3, "ci", "k_ab12", T0, revoked, "acct", user_id, admin))
+        _check(spec, "ApiKey", key)
+        _check(spec, "CreatedApiKey", key | {"key": "k_ab12secret"})
+        _same_keys(spec, "ApiKey", key)
+    for email in (None, "ops@example.com"):
+        account = account_json(Account("acct", email, 1000, 5, T0))
+        _check(spec, "Account", account)
+        _same_keys(spec, "Account", account)
+        user = user_json(User(1, "acct", "alice", email, T0))
+        _check(spec, "User", user)
+        _same_keys(spec, "User", user)
+
+
+def test_validation_payloads_conform(spec: dict[str, Any]) -> None:
+    owners = {"own.test": "acct"}
+    context = cast(ApiContext, SimpleNamespace(
+        addresses=SimpleNamespace(domain_owner=owners.get), accepted_domains=()))
+    invalid = validate_address(context, "not an address")
+    assert set(invalid) == {"email", "validFormat"}
+    _check(spec, "Validation", invalid)
+    for email in ("Bob+x@Own.test", "alice@example.org"):
+        _check(spec, "Validation", validate_address(context, email))
+    validator = _validator(spec, "Validation")
+    assert not validator.is_valid({"email": "x", "validFormat": False, "local": "x"})
+    assert not validator.is_valid({"email": "x@y.z", "validFormat": True})
+
+
+def test_request_bodies(spec: dict[str, Any]) -> None:
+    ok: dict[str, list[Any]] = {
+        "AddressSettings": [{}, {"forward": "", "webhook": None, "enablews": True,
+                                 "webhookSlack": "HTTPS://hooks.slack.com/x", "info": "n",
+                                 "_mailsacKey": "k"}],
+        "BulkAddresses": [{"addresses": ["a@example.com"]}],
+        "ValidationRequest": [{"emails": []}],
+        "NewAccount": [{"id": "acme", "email": None, "messageLimit": 0}],
+        "NewApiKey": [{"name": "ci", "admin": True, "username": None}],
+        "NewDomain": [{"domain": "own.test", "account": "acme", "catchAll": True}],
+    }
+    bad: dict[str, list[Any]] = {
+        "AddressSettings": [{"webhook": "ftp://example.com"}, {"enablews": None},
+                            {"info": "x" * 2001}],
+        "BulkAddresses": [{"addresses": []}, {"addresses": ["a@b.c"] * 101}, {}],
+        "ValidationRequest": [{"emails": ["a"] * 51}, {"emails": "a@b.c"}],
+        "NewAccount": [{"id": "Bad Name!"}, {"id": "acme", "messageLimit": -1}],
+        "NewApiKey": [{"name": ""}, {"name": "ci", "admin": "yes"}],
+        "NewDomain": [{"domain": "own.test"}, {"domain": "own.test", "account": "a",
+                                               "catchAll": 1}],
+    }
+    for name, instances in ok.items():
+        for instance in instances:
+            _check(spec, name, instance)
+    for name, instances in bad.items():
+        for instance in instances:
+            assert not _validator(spec, name).is_valid(instance), (name, instance)

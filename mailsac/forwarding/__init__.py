@@ -1,0 +1,1 @@
+"""Real-time fan-out: the message hub, WebSocket payloads, webhooks and Slack."""

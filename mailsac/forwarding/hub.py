@@ -1,0 +1,111 @@
+"""The in-process message hub: publish is O(interested subscribers) and never blocks.
+
+Subscribers register interest in inboxes, domains, or everything. Each has a bounded
+queue; a subscriber whose queue is full when an event arrives is dropped (closed with a
+reason) rather than allowed to slow delivery or grow memory without bound, as Mailpit
+does with full clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from mailsac.events import Event, MessageDeleted, MessageStored
+
+log = logging.getLogger(__name__)
+
+
+class SubscriptionClosed(Exception):
+    """The hub dropped this subscription (its consumer was too slow) or it was closed."""
+
+
+class Subscription:
+    """One consumer's bounded queue of events."""
+
+    def __init__(self, hub: MessageHub, inboxes: frozenset[str], domains: frozenset[str],
+                 everything: bool, maxsize: int) -> None:
+        self.hub = hub
+        self.inboxes = inboxes
+        self.domains = domains
+        self.everything = everything
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
+        self.closed_reason: str | None = None
+
+    async def get(self) -> Event:
+        event = await self.queue.get()
+        if event is None:
+            raise SubscriptionClosed(self.closed_reason or "closed")
+        return event
+
+    def close(self, reason: str) -> None:
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        self.hub.unsubscribe(self)
+        while not self.queue.empty():  # make room for the wake-up sentinel
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+class MessageHub:
+    """Fan-out of :mod:`mailsac.events` to subscribers, indexed by inbox and domain."""
+
+    def __init__(self) -> None:
+        self._by_inbox: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_domain: dict[str, set[Subscription]] = defaultdict(set)
+        self._everything: set[Subscription] = set()
+        self.dropped = 0
+        self.published = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        subs = set(self._everything)
+        for group in (*self._by_inbox.values(), *self._by_domain.values()):
+            subs |= group
+        return len(subs)
+
+    def subscribe(self, inboxes: Iterable[str] = (), domains: Iterable[str] = (), *,
+                  everything: bool = False, maxsize: int = 100) -> Subscription:
+        sub = Subscription(self, frozenset(inboxes), frozenset(domains), everything, maxsize)
+        if everything:
+            self._everything.add(sub)
+        for inbox in sub.inboxes:
+            self._by_inbox[inbox].add(sub)
+        for domain in sub.domains:
+            self._by_domain[domain].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._everything.discard(sub)
+        for index, keys in ((self._by_inbox, sub.inboxes), (self._by_domain, sub.domains)):
+            for key in keys:
+                group = index.get(key)
+                if group is not None:
+                    group.discard(sub)
+                    if not group:
+                        del index[key]
+
+    def _targets(self, event: Event) -> set[Subscription]:
+        targets = set(self._everything)
+        if isinstance(event, MessageStored):
+            for inbox in event.addresses:
+                targets |= self._by_inbox.get(inbox, set())
+            targets |= self._by_domain.get(event.record.domain, set())
+        elif isinstance(event, MessageDeleted):
+            targets |= self._by_inbox.get(event.inbox, set())
+        return targets
+
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to every interested subscriber without waiting for any."""
+        self.published += 1
+        for sub in self._targets(event):
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                log.warning("dropping a slow hub subscriber (queue of %d full)",
+                            sub.queue.maxsize)
+                sub.close("too slow: the event queue overflowed")
