@@ -89,8 +89,8 @@ def test_validations(server: ServerHandle, email: str, valid: bool) -> None:
             assert one["isDisposable"] is False and one["aliases"] == []
         many = api.post("/api/validations/addresses", json={"emails": [email, email]})
         assert many.status_code == 200 and many.json() == [one, one]
-    too_many = client(server, server.key).post("/api/validations/addresses",
-                                               json={"emails": ["a@b.c"] * 51})
+    with client(server, server.key) as api:
+        too_many = api.post("/api/validations/addresses", json={"emails": ["a@b.c"] * 51})
     assert too_many.status_code == 400
 
 

@@ -24,7 +24,8 @@ def world(server: ServerHandle) -> World:
     _, owner_key = new_account(server, "owner")
     _, other_key = new_account(server, "other")
     domain = f"acme-{uuid.uuid4().hex[:8]}.test"
-    me = client(server, owner_key).get("/api/me").json()["_id"]
+    with client(server, owner_key) as api:
+        me = api.get("/api/me").json()["_id"]
     with client(server, server.key) as admin:
         added = admin.post("/api/admin/domains", json={"domain": domain, "account": me})
         assert added.status_code == 200, added.text
