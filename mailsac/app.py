@@ -38,6 +38,7 @@ from mailsac.forwarding.webhooks import RetryPolicy, WebhookDispatcher
 from mailsac.mailbox import Mailboxes
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
+from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MetadataWriter
 from mailsac.storage.accounts import ADMIN_ACCOUNT, ensure_account
 from mailsac.storage.db import create_engine
@@ -76,6 +77,7 @@ class Services:
     retention: RetentionSweeper
     hub: MessageHub
     webhooks: WebhookDispatcher
+    spam: SpamFeedback
     smtp_port: int = 0
     http_port: int = 0
     http: _EmbeddedUvicorn | None = None
@@ -106,11 +108,12 @@ def build_services(settings: Settings, database_url: str) -> Services:
     visibility = Visibility(directory)
     hub = MessageHub()
     web_url = settings.public_url or f"http://{settings.bind}:{settings.http_port}"
-    delivery = Delivery(blobs, writer, hostname, directory, hub, web_url)
+    spam = SpamFeedback(engine)
+    delivery = Delivery(blobs, writer, hostname, directory, hub, web_url, spam.model)
     handler = MailsacHandler(delivery, settings.domains)
     smtp = SmtpListener(handler, hostname=hostname, max_message_size=settings.max_message_size,
                         timeout=settings.smtp_timeout)
-    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub)
+    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub, spam)
     addresses = Addresses(engine, directory, mailboxes.drop_blobs)
     auth = KeyAuthenticator(engine)
     retention = RetentionSweeper(engine, mailboxes.drop_blobs, RetentionPolicy(
@@ -131,6 +134,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
         mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
+        spam=spam,
     )
 
 
@@ -159,6 +163,7 @@ async def start(services: Services) -> None:
             log.warning("no API key existed, so one was created (shown only once): %s", plain)
             log.warning("create more with: python -m mailsac keys create --name NAME")
     await services.directory.start()
+    await services.spam.load()
     services.writer.start()
     services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
     context = ApiContext(

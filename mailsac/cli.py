@@ -21,6 +21,7 @@ from mailsac.admin import Admin
 from mailsac.config import Settings, SettingsError, add_arguments, load_settings, usage_table
 from mailsac.directory import Directory
 from mailsac.errors import MailsacError
+from mailsac.spam.cli import register as register_spam
 from mailsac.storage.accounts import DEFAULT_ACCOUNT
 from mailsac.storage.db import create_engine, ensure_database, run_migrations
 from mailsac.storage.embedded import EmbeddedPostgres, running_server_url
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = users_sub.add_parser("list", help="list an account's users")
     listing.add_argument("--account", required=True)
 
+    register_spam(sub)  # python -m mailsac spam train|score|eval (handlers take args only)
+
     domains = command("domains", "give custom domains to accounts", cmd_domains)
     domains_sub = domains.add_subparsers(dest="domains_command", required=True)
     add = domains_sub.add_parser("add", help="make all mail of a domain private to an account")
@@ -226,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "spam":  # offline tools: no settings, no database
+        return int(args.handler(args))
     try:
         settings = load_settings(args=args)
     except SettingsError as exc:

@@ -22,6 +22,8 @@ from mailsac.forwarding.hub import MessageHub
 from mailsac.forwarding.payload import message_payload, slack_payload
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.policy import Recipient, parse_recipient
+from mailsac.spam import SpamModel
+from mailsac.spam_feedback import safe_score
 from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
 from mailsac.storage.webhooks import NewDelivery
 from mailsac.timeutil import now_ms
@@ -91,7 +93,7 @@ def merge_routes(routes: list[Route]) -> list[Route]:
 
 def build_records(
     msg: InboundMessage, parsed: ParsedMessage, routes: list[Route], blob_key: str, size: int,
-    when: datetime,
+    when: datetime, spam: float | None = None,
 ) -> list[MessageRecord]:
     """One row per route (call :func:`merge_routes` first)."""
     attachments = [a.checksum for a in parsed.attachments] or None
@@ -122,7 +124,7 @@ def build_records(
                 read=False,
                 rtls=msg.tls,
                 saved_by=None,
-                spam=None,
+                spam=spam,
                 account_id=route.account_id,
             )
         )
@@ -140,7 +142,7 @@ class Delivery:
 
     def __init__(
         self, blobs: BlobStore, writer: MetadataWriter, hostname: str, directory: Directory,
-        hub: MessageHub | None = None, web_url: str = "",
+        hub: MessageHub | None = None, web_url: str = "", spam_model: SpamModel | None = None,
     ) -> None:
         self._blobs = blobs
         self._writer = writer
@@ -148,6 +150,7 @@ class Delivery:
         self._directory = directory
         self._hub = hub
         self._web_url = web_url.rstrip("/")
+        self._spam_model = spam_model
         self._listeners: list[Callable[[list[MessageRecord]], None]] = []
         #: Called after a commit that created webhook deliveries (wakes the dispatcher).
         self.on_new_deliveries: Callable[[], None] | None = None
@@ -155,6 +158,12 @@ class Delivery:
     def add_listener(self, listener: Callable[[list[MessageRecord]], None]) -> None:
         """Call ``listener(records)`` after each delivery commits (must not block)."""
         self._listeners.append(listener)
+
+    def _analyse(self, raw: bytes) -> tuple[ParsedMessage, float | None]:
+        parsed = parse_message(raw)
+        if self._spam_model is None:
+            return parsed, None
+        return parsed, safe_score(self._spam_model, raw, parsed)
 
     def _deliveries(self, record: MessageRecord, route: Route, parsed: ParsedMessage,
                     raw: bytes) -> list[NewDelivery]:
@@ -181,10 +190,10 @@ class Delivery:
         when = now_ms()
         blob_key = new_blob_key()
         raw = received_header(msg, self._hostname, blob_key[:16], when) + msg.content
-        # Parsing is CPU work proportional to the message: keep it off the event loop.
-        parsed = await asyncio.to_thread(parse_message, raw)
+        # Parsing and scoring are CPU work: one worker-thread hop, off the event loop.
+        parsed, spam = await asyncio.to_thread(self._analyse, raw)
         routes = merge_routes(await self._directory.routes(msg.recipients))
-        records = build_records(msg, parsed, routes, blob_key, len(raw), when)
+        records = build_records(msg, parsed, routes, blob_key, len(raw), when, spam)
         deliveries = [d for record, route in zip(records, routes, strict=True)
                       for d in self._deliveries(record, route, parsed, raw)]
         await self._blobs.write(blob_key, raw)

@@ -19,6 +19,7 @@ from mailsac.events import MessageDeleted
 from mailsac.forwarding.hub import MessageHub
 from mailsac.lru import ByteLRU
 from mailsac.mime import ParsedMessage, parse_message
+from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MessageRecord
 from mailsac.storage import messages as queries
 from mailsac.storage.db import connect
@@ -39,12 +40,13 @@ class Mailboxes:
 
     def __init__(
         self, engine: AsyncEngine, blobs: BlobStore, cache_bytes: int, visibility: Visibility,
-        hub: MessageHub | None = None,
+        hub: MessageHub | None = None, spam: SpamFeedback | None = None,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
         self._visibility = visibility
         self._hub = hub
+        self._spam = spam
         self.cache: ByteLRU[str, ParsedMessage] = ByteLRU(cache_bytes, lambda p: p.approx_size())
         # Concurrent requests for the same uncached message share one parse.
         self._parsing: dict[str, asyncio.Future[ParsedMessage]] = {}
@@ -146,7 +148,26 @@ class Mailboxes:
         if folder not in FOLDERS:
             raise InvalidRequest(f"folder must be one of {', '.join(FOLDERS)}")
         record = await self.get(key, inbox, message_id)
+        if (record.folder == "spam") != (folder == "spam"):
+            await self._learn(key, record, is_spam=folder == "spam")  # into or out of spam
         return await self._update(record, folder=folder)
+
+    async def get_by_id(self, key: ApiKey, message_id: str) -> MessageRecord:
+        async with connect(self._engine) as conn:
+            record = await queries.get_by_id(conn, message_id)
+        if record is None:
+            raise MessageNotFound(f"no message {message_id}")
+        return await self.get(key, record.inbox, message_id)
+
+    async def mark_spam(self, key: ApiKey, message_id: str, is_spam: bool) -> MessageRecord:
+        """Teach the spam model and file the message into ``spam`` (or back to ``inbox``)."""
+        record = await self.get_by_id(key, message_id)
+        await self._learn(key, record, is_spam=is_spam)
+        return await self._update(record, folder="spam" if is_spam else "inbox")
+
+    async def _learn(self, key: ApiKey, record: MessageRecord, *, is_spam: bool) -> None:
+        if self._spam is not None:
+            await self._spam.learn(key.account_id, record, await self.raw(record), is_spam)
 
     async def set_read(
         self, key: ApiKey, inbox: str, message_id: str, read: bool

@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-echo "== ruff"; .venv/bin/ruff check mailsac tests migrations
+echo "== ruff"; .venv/bin/ruff check mailsac tests migrations benchmarks
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mailsac.api.context import ctx, message_target, require_key
+from mailsac.api.context import ctx, json_body, message_target, require_key
 from mailsac.api.errors import BadRequest
 from mailsac.messagejson import message_json
+from mailsac.spam import check_spam
 
 
 async def toggle_star(request: Request) -> Response:
@@ -47,3 +50,31 @@ async def set_read(request: Request) -> Response:
     record = await ctx(request).mailboxes.set_read(key, *message_target(request),
                                                    value == "true")
     return JSONResponse({"_id": record.id, "read": record.read})
+
+
+async def mark_spam(request: Request) -> Response:
+    return await _mark(request, is_spam=True)
+
+
+async def mark_ham(request: Request) -> Response:
+    return await _mark(request, is_spam=False)
+
+
+async def _mark(request: Request, *, is_spam: bool) -> Response:
+    """Our extension: teach the spam model about a message (and file it accordingly)."""
+    key = await require_key(request)
+    record = await ctx(request).mailboxes.mark_spam(key, request.path_params["id"], is_spam)
+    return JSONResponse(message_json(record))
+
+
+async def spam_check(request: Request) -> Response:
+    """Mailsac's open-source classifier server: ``{to, from, subject, text}`` in,
+    ``{"spamminess", "spam"}`` out."""
+    await require_key(request)
+    body = await json_body(request)
+    missing = [f for f in ("to", "from", "subject", "text") if not isinstance(body.get(f), str)]
+    if missing:
+        raise BadRequest(f"missing or non-string fields: {', '.join(missing)}")
+    result = await asyncio.to_thread(check_spam, body["to"], body["from"], body["subject"],
+                                     body["text"])
+    return JSONResponse(result)

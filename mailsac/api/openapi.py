@@ -267,6 +267,8 @@ _SCHEMAS: Obj = {
     "LabelsResult": _object({"_id": _STR, "labels": _array(_STR)}),
     "FolderResult": _object({"_id": _STR, "folder": {"type": "string", "enum": list(FOLDERS)}}),
     "ReadResult": _object({"_id": _STR, "read": _BOOL}),
+    "SpamCheck": _object({"spamminess": {"type": "number", "minimum": 0, "maximum": 1},
+                          "spam": _BOOL}),
     "Account": _object({"_id": _STR, "email": _NULL_STR, "messageLimit": _INT,
                         "privateAddressCredits": _INT, "created": _DATE}),
     "User": _object({"id": {"type": "integer"}, "account": _STR, "username": _STR,
@@ -286,6 +288,9 @@ _SCHEMAS: Obj = {
     }) | {"description": "Settings to change; absent ones are left as they are."},
     "BulkAddresses": _body_object({"addresses": _array(
         _STR, minItems=1, maxItems=MAX_BULK)}, required=("addresses",)),
+    "SpamCheckRequest": _body_object(
+        {"to": _STR, "from": _STR, "subject": _STR, "text": _STR},
+        required=("to", "from", "subject", "text")),
     "ValidationRequest": _body_object(
         {"emails": _array(_STR, maxItems=MAX_VALIDATIONS)}, required=("emails",)),
     "NewAccount": _body_object({

@@ -312,6 +312,18 @@ def _account_paths() -> Obj:
             "searchAccountInbox", "Account", "Account mail matching a text",
             _json("At most 100 messages.", _schema("SearchedMessages")), params=("query",),
             errors=(401, 503))},
+        "/api/spam-checks": {"post": _op(
+            "checkSpam", "Spam", "Score a message given as to/from/subject/text",
+            _json("Mailsac's classifier-server answer.", _schema("SpamCheck")),
+            body="SpamCheckRequest", errors=(400, 401, 503))},
+        "/api/messages/{id}/spam": {"post": _op(
+            "markSpam", "Spam", "Teach the spam model: this message is spam",
+            _json("The message, now in the spam folder.", _schema("Message")),
+            params=("id",), errors=(401, 404, 503))},
+        "/api/messages/{id}/ham": {"post": _op(
+            "markHam", "Spam", "Teach the spam model: this message is not spam",
+            _json("The message, back in the inbox folder.", _schema("Message")),
+            params=("id",), errors=(401, 404, 503))},
         "/api/me": {"get": _op(
             "getMe", "Account", "The key's account", _json("The account.", _schema("Me")),
             errors={401: "", 404: "The key's account no longer exists.", 503: ""})},

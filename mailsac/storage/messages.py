@@ -96,6 +96,12 @@ async def get_message(conn: AsyncConnection, inbox: str, message_id: str) -> Mes
     return MessageRecord.from_row(row) if row else None
 
 
+async def get_by_id(conn: AsyncConnection, message_id: str) -> MessageRecord | None:
+    row = (await conn.execute(select(*_COLUMNS).where(messages.c.id == message_id))
+           ).mappings().first()
+    return MessageRecord.from_row(row) if row else None
+
+
 async def delete_message(
     conn: AsyncConnection, inbox: str, message_id: str
 ) -> MessageRecord | None:

@@ -103,6 +103,18 @@ webhook_deliveries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Accepted spam/ham feedback (the model's online updates), replayed at start-up.
+spam_feedback = Table(
+    "spam_feedback",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("account_id", Text, nullable=True),
+    Column("message_id", Text, nullable=False),
+    Column("is_spam", Boolean, nullable=False),
+    Column("update", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # Secret per-inbox aliases: mail to "<alias>@<any domain>" lands in ``inbox``.
 inbox_aliases = Table(
     "inbox_aliases",

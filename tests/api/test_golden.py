@@ -36,7 +36,8 @@ def snapshot(api: httpx.Client, inbox: str, raw: bytes) -> dict[str, Any]:
     stored = api.get(f"/api/raw/{inbox}/{mid}").content
     assert stored.endswith(raw)  # byte-exact after our Received header
     assert message["size"] == len(stored)
-    message.update(_id="{id}", received="{received}", size="{size}")
+    assert isinstance(message["spam"], float) and 0.0 <= message["spam"] <= 1.0
+    message.update(_id="{id}", received="{received}", size="{size}", spam="{spam}")
     return _masked({
         "message": message,
         "attachments": api.get(f"/api/addresses/{inbox}/messages/{mid}/attachments").json(),

@@ -33,7 +33,8 @@ def test_list_is_newest_first_with_mailsac_shape(
     assert first["to"] == [{"name": "", "address": inbox}]
     assert first["folder"] == "inbox" and first["labels"] == [] and first["read"] is False
     assert first["ip"] == "127.0.0.1" and first["via"] == "127.0.0.1"
-    assert first["rtls"] is False and first["savedBy"] is None and first["spam"] is None
+    assert first["rtls"] is False and first["savedBy"] is None
+    assert isinstance(first["spam"], float) and 0.0 <= first["spam"] <= 1.0
     assert first["attachments"] is None
     assert first["received"].endswith("Z") and len(first["received"]) == 24
     datetime.fromisoformat(first["received"])
