@@ -35,7 +35,10 @@ from mailsac.delivery import Delivery
 from mailsac.directory import Directory
 from mailsac.forwarding.hub import MessageHub
 from mailsac.forwarding.webhooks import RetryPolicy, WebhookDispatcher
+from mailsac.gate import SenderGate, parse_limit_overrides
+from mailsac.loopmon import LoopMonitor
 from mailsac.mailbox import Mailboxes
+from mailsac.smtp.admission import Admission
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
 from mailsac.spam_feedback import SpamFeedback
@@ -78,10 +81,36 @@ class Services:
     hub: MessageHub
     webhooks: WebhookDispatcher
     spam: SpamFeedback
+    gate: SenderGate
+    loop_monitor: LoopMonitor
     smtp_port: int = 0
     http_port: int = 0
     http: _EmbeddedUvicorn | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        """Plain numbers for /metrics (labels stay bounded: see mailsac.api.metrics)."""
+        handler = self.smtp.handler
+        counter = self.gate.counter
+        return {
+            "accepted": handler.metrics.accepted,
+            "rejections": dict(handler.metrics.rejections),
+            "bytes_received": handler.metrics.bytes_received,
+            "sessions_active": self.smtp.admission.active,
+            "sessions_waiting": self.smtp.admission.waiting,
+            "sessions_refused": self.smtp.admission.refused,
+            "throttle": self.gate.limiter.metrics(),
+            "throttle_entries": len(counter),
+            "throttle_evictions": counter.evictions,
+            "loop_lag": self.loop_monitor.lag,
+            "db_commits": self.writer.batches,
+            "db_commit_seconds": self.writer.commit_seconds,
+            "writer_queue": self.writer.queue_depth,
+            "hub_subscribers": self.hub.subscriber_count,
+            "hub_dropped": self.hub.dropped,
+            "webhooks": dict(self.webhooks.outcomes),
+            "cache_bytes": self.mailboxes.cache.bytes,
+        }
 
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -110,9 +139,23 @@ def build_services(settings: Settings, database_url: str) -> Services:
     web_url = settings.public_url or f"http://{settings.bind}:{settings.http_port}"
     spam = SpamFeedback(engine)
     delivery = Delivery(blobs, writer, hostname, directory, hub, web_url, spam.model)
-    handler = MailsacHandler(delivery, settings.domains)
+    gate = SenderGate(engine, parse_limit_overrides(settings.limits),
+                      settings.throttle_max_entries)
+    directory.also_reload.append(gate.reload)
+    loop_monitor = LoopMonitor()
+    handler = MailsacHandler(delivery, settings.domains, gate,
+                             lambda inbox: directory.owner_of_inbox(inbox) is not None)
+    admission = Admission(
+        max_total=settings.max_connections, max_per_ip=settings.max_connections_per_ip,
+        max_per_network=settings.max_connections_per_network,
+        wait_timeout=settings.admission_timeout,
+        overloaded=lambda: loop_monitor.lag > 1.0 or writer.queue_depth > 5000)
+    loop_monitor.on_tick.append(admission.poke)
     smtp = SmtpListener(handler, hostname=hostname, max_message_size=settings.max_message_size,
-                        timeout=settings.smtp_timeout)
+                        timeout=settings.smtp_timeout, admission=admission, gate=gate,
+                        pressure_timeout=settings.pressure_timeout,
+                        max_data_seconds=settings.max_data_seconds,
+                        max_commands=settings.max_commands)
     mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub, spam)
     addresses = Addresses(engine, directory, mailboxes.drop_blobs)
     auth = KeyAuthenticator(engine)
@@ -134,7 +177,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
         mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
-        spam=spam,
+        spam=spam, gate=gate, loop_monitor=loop_monitor,
     )
 
 
@@ -169,9 +212,10 @@ async def start(services: Services) -> None:
     context = ApiContext(
         mailboxes=services.mailboxes, auth=services.auth, health=services.health,
         addresses=services.addresses, account_mail=services.account_mail,
-        admin=services.admin, hub=services.hub, accepted_domains=settings.domains,
+        admin=services.admin, hub=services.hub, gate=services.gate,
+        metrics=services.metrics, accepted_domains=settings.domains,
         ws_send_timeout=settings.ws_send_timeout)
-    app = create_app(context)
+    app = create_app(context, ui_domain=settings.ui_domain, ui_public=settings.ui_public)
     sock = _http_socket(settings.bind, settings.http_port)
     services.http_port = int(sock.getsockname()[1])
     config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None,
@@ -188,6 +232,7 @@ async def start(services: Services) -> None:
     services.tasks.append(asyncio.create_task(
         services.retention.run_forever(settings.retention_interval), name="retention"))
     services.tasks.append(asyncio.create_task(services.webhooks.run(), name="webhooks"))
+    services.tasks.append(asyncio.create_task(services.loop_monitor.run(), name="loop-monitor"))
     log.info("mailsac %s ready: SMTP %s:%d, HTTP http://%s:%d", __version__, settings.bind,
              services.smtp_port, settings.bind, services.http_port)
 

@@ -21,6 +21,7 @@ from mailsac.admin import Admin
 from mailsac.config import Settings, SettingsError, add_arguments, load_settings, usage_table
 from mailsac.directory import Directory
 from mailsac.errors import MailsacError
+from mailsac.gate import SenderGate
 from mailsac.spam.cli import register as register_spam
 from mailsac.storage.accounts import DEFAULT_ACCOUNT
 from mailsac.storage.db import create_engine, ensure_database, run_migrations
@@ -160,6 +161,36 @@ def cmd_domains(settings: Settings, args: argparse.Namespace) -> int:
     return _run_admin(settings, add)
 
 
+def cmd_deny(settings: Settings, args: argparse.Namespace) -> int:
+    """Deny-list changes reach a running service through PostgreSQL NOTIFY at once."""
+    with database(settings, exclusive=False) as url:
+
+        async def runner() -> None:
+            engine = create_engine(url, pool_size=1)
+            try:
+                gate = SenderGate(engine)
+                await gate.reload()
+                if args.deny_command == "add":
+                    entry = await gate.deny_add(args.value, args.reason)
+                    print(f"deny-listed {entry.kind} {entry.value}")
+                elif args.deny_command == "remove":
+                    if not await gate.deny_remove(args.value):
+                        raise SystemExit(f"error: {args.value} is not on the deny-list")
+                    print(f"removed {args.value}")
+                else:
+                    for entry in gate.deny.entries():
+                        print(f"{entry.kind}\t{entry.value}\t{entry.reason}")
+            finally:
+                await engine.dispose()
+
+        try:
+            asyncio.run(runner())
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     print(usage_table(settings))
     return 0
@@ -214,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--email", default=None)
     listing = users_sub.add_parser("list", help="list an account's users")
     listing.add_argument("--account", required=True)
+
+    deny = command("deny", "deny-list sender IPs, networks (CIDR) and domains", cmd_deny)
+    deny_sub = deny.add_subparsers(dest="deny_command", required=True)
+    add = deny_sub.add_parser("add", help="refuse mail from an IP, CIDR or domain (554 5.7.1)")
+    add.add_argument("value", help="e.g. 203.0.113.7, 198.51.100.0/24 or spam.example")
+    add.add_argument("--reason", default="", help="shown to the sender in the SMTP reply")
+    remove = deny_sub.add_parser("remove", help="take an entry off the deny-list")
+    remove.add_argument("value")
+    deny_sub.add_parser("list", help="show the deny-list")
 
     register_spam(sub)  # python -m mailsac spam train|score|eval (handlers take args only)
 

@@ -66,6 +66,11 @@ class Settings:
         96.0, "MAILSAC_PUBLIC_MAX_AGE_HOURS", "hours public mail is kept (Mailsac: 4 days)")
     retention_interval: float = _setting(
         60.0, "MAILSAC_RETENTION_INTERVAL", "seconds between retention sweeps")
+    ui_domain: str = _setting(
+        "", "MAILSAC_UI_DOMAIN", "domain pre-filled in the web viewer's address form")
+    ui_public: str = _setting(
+        "latest", "MAILSAC_UI_PUBLIC",
+        "what the keyless web viewer shows of a public inbox: 'latest' message or 'full'")
     public_url: str = _setting(
         "", "MAILSAC_PUBLIC_URL",
         "base URL people use to reach the web UI, for links in Slack posts "
@@ -80,6 +85,30 @@ class Settings:
     webhook_retry_base: float = _setting(
         2.0, "MAILSAC_WEBHOOK_RETRY_BASE",
         "seconds before the first retry; doubles per attempt, capped at one hour")
+    limits: str = _setting(
+        "", "MAILSAC_LIMITS",
+        "rate-limit overrides, e.g. 'ip=600,network=1200,sender_org=300,reply_to_org=300,"
+        "rcpt_public=120,rcpt_private=600,ip_connections=600,ip.window_seconds=60' (0 disables)")
+    throttle_max_entries: int = _setting(
+        1_000_000, "MAILSAC_THROTTLE_MAX_ENTRIES",
+        "memory cap of the rate-limit counter in entries (about 43 bytes each)")
+    max_connections: int = _setting(
+        1000, "MAILSAC_MAX_CONNECTIONS", "concurrent SMTP sessions in total")
+    max_connections_per_ip: int = _setting(
+        50, "MAILSAC_MAX_CONNECTIONS_PER_IP", "concurrent SMTP sessions per client IP")
+    max_connections_per_network: int = _setting(
+        200, "MAILSAC_MAX_CONNECTIONS_PER_NETWORK",
+        "concurrent SMTP sessions per /24 (IPv4) or /56 (IPv6)")
+    admission_timeout: float = _setting(
+        30.0, "MAILSAC_ADMISSION_TIMEOUT",
+        "seconds a connection waits for a free slot before it gets 421")
+    pressure_timeout: float = _setting(
+        30.0, "MAILSAC_PRESSURE_TIMEOUT",
+        "idle timeout of SMTP sessions while more than half the slots are in use")
+    max_data_seconds: float = _setting(
+        600.0, "MAILSAC_MAX_DATA_SECONDS", "longest a DATA transfer may take (then 421)")
+    max_commands: int = _setting(
+        1000, "MAILSAC_MAX_COMMANDS", "times one SMTP command may be sent per session")
     db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
     log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")
     ready_file: str = _setting(
@@ -162,6 +191,14 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{port_name} must be between 0 and 65535, not {port}")
     if settings.max_message_size < 1024:
         raise SettingsError("max_message_size must be at least 1024 bytes")
+    try:
+        from mailsac.gate import parse_limit_overrides
+
+        parse_limit_overrides(settings.limits)
+    except ValueError as exc:
+        raise SettingsError(f"MAILSAC_LIMITS: {exc}") from exc
+    if settings.ui_public not in ("latest", "full"):
+        raise SettingsError("MAILSAC_UI_PUBLIC must be 'latest' or 'full'")
     if settings.public_inbox_limit < 1 or settings.public_max_age_hours <= 0:
         raise SettingsError("public_inbox_limit and public_max_age_hours must be positive")
     if settings.smtp_timeout <= 0 or settings.shutdown_grace < 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,8 @@ class Directory:
     reload_interval: float = 30.0
     addresses: dict[str, AddressRecord] = field(default_factory=dict)
     domains: dict[str, DomainRecord] = field(default_factory=dict)
+    #: Also reloaded on every change notification (e.g. the deny-list).
+    also_reload: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -69,6 +71,8 @@ class Directory:
             loaded_domains = await store.load_domains(conn)
         self.addresses = {a.id: a for a in loaded_addresses}
         self.domains = {d.id: d for d in loaded_domains}
+        for reload in self.also_reload:
+            await reload()
 
     async def start(self) -> None:
         await self.reload()

@@ -54,3 +54,15 @@ class Forbidden(MailsacError):
 
 class InvalidRequest(MailsacError):
     """A request that can never succeed as sent (bad parameter, already reserved, …)."""
+
+
+class DenyListed(MailsacError):
+    """A deny-listed sender IP, network or domain (permanent: SMTP 554 5.7.1)."""
+
+
+class Throttled(MailsacError):
+    """A rate limit tripped (temporary: SMTP 421 4.7.0); the text says when to retry."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

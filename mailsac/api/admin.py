@@ -7,9 +7,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mailsac.api.context import ctx, json_body, require_admin
+from mailsac.api.context import ctx, json_body, require_admin, require_key
 from mailsac.api.errors import BadRequest
 from mailsac.api.schemas import account_json, domain_json, key_json, user_json
+from mailsac.errors import NotFound
+from mailsac.throttle import DenyEntry
 
 
 def _str(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
@@ -96,3 +98,60 @@ async def add_domain(request: Request) -> Response:
     record = await ctx(request).admin.add_domain(
         _str(body, "domain") or "", _str(body, "account") or "", catch_all)
     return JSONResponse(domain_json(record))
+
+
+def _deny_json(entry: DenyEntry) -> dict[str, str]:
+    return {"value": entry.value, "kind": entry.kind, "reason": entry.reason}
+
+
+async def list_deny(request: Request) -> Response:
+    await require_admin(request)
+    return JSONResponse([_deny_json(e) for e in ctx(request).gate.deny.entries()])
+
+
+async def add_deny(request: Request) -> Response:
+    await require_admin(request)
+    body = await json_body(request)
+    value = _str(body, "value") or ""
+    reason = _str(body, "reason", required=False) or ""
+    try:
+        entry = await ctx(request).gate.deny_add(value, reason)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return JSONResponse(_deny_json(entry))
+
+
+async def remove_deny(request: Request) -> Response:
+    await require_admin(request)
+    try:
+        removed = await ctx(request).gate.deny_remove(request.path_params["value"])
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if not removed:
+        raise NotFound("that value is not on the deny-list")
+    return Response(status_code=204)
+
+
+async def top_offenders(request: Request) -> Response:
+    """The heaviest keys per limit, from the in-memory counter (bounded list)."""
+    await require_admin(request)
+    try:
+        n = max(1, min(100, int(request.query_params.get("limit", "10"))))
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+    limiter = ctx(request).gate.limiter
+    return JSONResponse({limit.name: [{"key": t.key, "count": t.count}
+                                      for t in limiter.top(limit.name, n)]
+                         for limit in limiter.limits})
+
+
+async def mailstats_blacklist(request: Request) -> Response:
+    """Mailsac's ``GET /api/mailstats/blacklist``: the deny-listed domains and IPs."""
+    await require_key(request)
+    return JSONResponse([e.value for e in ctx(request).gate.deny.entries()])
+
+
+async def mailstats_blacklisted(request: Request) -> Response:
+    await require_key(request)
+    entry = ctx(request).gate.deny_match(request.path_params["value"])
+    return JSONResponse({"blacklisted": entry is not None})

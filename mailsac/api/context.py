@@ -17,6 +17,7 @@ from mailsac.admin import Admin
 from mailsac.api.errors import BadRequest
 from mailsac.errors import Forbidden
 from mailsac.forwarding.hub import MessageHub
+from mailsac.gate import SenderGate
 from mailsac.mailbox import Mailboxes
 from mailsac.policy import normalize_inbox
 from mailsac.storage.keys import ApiKey
@@ -35,6 +36,8 @@ class ApiContext:
     account_mail: AccountMail
     admin: Admin
     hub: MessageHub
+    gate: SenderGate
+    metrics: Callable[[], dict[str, Any]]
     accepted_domains: tuple[str, ...] = ()
     ws_send_timeout: float = 10.0
 

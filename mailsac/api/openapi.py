@@ -95,6 +95,7 @@ _PARAMETERS: Obj = {
     "state": _path_param("state", "`true` or `false` (any case).",
                          {"type": "string", "enum": ["true", "false"]}),
     "account": _path_param("account", "Account id."),
+    "value": _path_param("value", "An IP address, CIDR network or domain."),
     "key_id": _path_param("key_id", "Numeric id of the API key (`id` in key objects).",
                           {"type": "integer"}),
     "limit": _query_param(
@@ -267,6 +268,12 @@ _SCHEMAS: Obj = {
     "LabelsResult": _object({"_id": _STR, "labels": _array(_STR)}),
     "FolderResult": _object({"_id": _STR, "folder": {"type": "string", "enum": list(FOLDERS)}}),
     "ReadResult": _object({"_id": _STR, "read": _BOOL}),
+    "DenyEntry": _object({"value": _STR, "kind": {"enum": ["ip", "network", "domain"]},
+                          "reason": _STR}),
+    "Blacklisted": _object({"blacklisted": _BOOL}),
+    "TopOffenders": {"type": "object", "description": "Limit name → heaviest keys.",
+                     "additionalProperties": {"type": "array", "items": _object(
+                         {"key": _STR, "count": {"type": "integer"}})}},
     "SpamCheck": _object({"spamminess": {"type": "number", "minimum": 0, "maximum": 1},
                           "spam": _BOOL}),
     "Account": _object({"_id": _STR, "email": _NULL_STR, "messageLimit": _INT,
@@ -288,6 +295,11 @@ _SCHEMAS: Obj = {
     }) | {"description": "Settings to change; absent ones are left as they are."},
     "BulkAddresses": _body_object({"addresses": _array(
         _STR, minItems=1, maxItems=MAX_BULK)}, required=("addresses",)),
+    "NewDenyEntry": _body_object(
+        {"value": {"type": "string", "pattern": "\\S",
+                   "description": "IP address, CIDR network or domain (covers sub-domains)."},
+         "reason": {"type": "string", "description": "Shown to refused senders."}},
+        required=("value",)),
     "SpamCheckRequest": _body_object(
         {"to": _STR, "from": _STR, "subject": _STR, "text": _STR},
         required=("to", "from", "subject", "text")),

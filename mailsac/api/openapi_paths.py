@@ -378,6 +378,28 @@ def _admin_paths() -> Obj:
                             _list("Keys; an unknown account has none.", "ApiKey"),
                             params=("account",)),
         },
+        "/api/admin/deny-list": {
+            "get": admin_op("listDenyList", "The deny-list",
+                            _list("Entries.", "DenyEntry")),
+            "post": admin_op("addDenyEntry", "Refuse mail from an IP, network or domain",
+                             _json("The stored entry.", _schema("DenyEntry")),
+                             body="NewDenyEntry",
+                             errors={400: "Not an IP, CIDR network or domain."}),
+        },
+        "/api/admin/deny-list/{value}": {"delete": admin_op(
+            "removeDenyEntry", "Take an entry off the deny-list", _response("Removed."),
+            status="204", params=("value",),
+            errors={400: "Not an IP, CIDR network or domain.", 404: "Not on the deny-list."})},
+        "/api/admin/top-offenders": {"get": admin_op(
+            "topOffenders", "Heaviest senders per rate limit (from the in-memory counter)",
+            _json("Per limit name.", _schema("TopOffenders")), params=("limit",))},
+        "/api/mailstats/blacklist": {"get": _op(
+            "mailstatsBlacklist", "Mailstats", "Deny-listed domains and IPs",
+            _json("Values.", _array({"type": "string"})), errors=(401, 503))},
+        "/api/mailstats/blacklist/{value}": {"get": _op(
+            "mailstatsBlacklisted", "Mailstats", "Is this domain or IP deny-listed?",
+            _json("The answer.", _schema("Blacklisted")), params=("value",),
+            errors=(401, 503))},
         "/api/admin/keys/{key_id}": {"delete": admin_op(
             "revokeApiKey", "Revoke an API key", _response("Revoked."), status="204",
             params=("key_id",), errors={400: "`key_id` is not an integer.",

@@ -7,19 +7,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailsac.delivery import Delivery, InboundMessage
 from mailsac.errors import DomainNotAccepted, InvalidAddress, MailsacError
+from mailsac.gate import Recipient as GateRecipient
+from mailsac.gate import SenderGate
 from mailsac.policy import Recipient, domain_accepted, parse_recipient
 from mailsac.smtp import replies
 
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8 asks servers to accept at least 100
+
+
+def _peer_ip(session: Session) -> str:
+    peer: Any = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) else ""
+
+
+@dataclass
+class SmtpMetrics:
+    """Plain counters the /metrics endpoint reads (labels are reason names only)."""
+
+    accepted: int = 0
+    bytes_received: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+
+    def rejected(self, reason: str) -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
 
 
 class MailsacEnvelope(Envelope):
@@ -33,11 +53,23 @@ class MailsacEnvelope(Envelope):
 class MailsacHandler:
     """The hook object passed to :class:`mailsac.smtp.server.MailsacSMTP`."""
 
-    def __init__(self, delivery: Delivery, accepted_domains: Collection[str]) -> None:
+    def __init__(
+        self, delivery: Delivery, accepted_domains: Collection[str],
+        gate: SenderGate | None = None, is_private: Callable[[str], bool] = lambda _: False,
+        metrics: SmtpMetrics | None = None,
+    ) -> None:
         self._delivery = delivery
         self._accepted = frozenset(accepted_domains)
-        self.accepted_messages = 0
-        self.rejected_messages = 0
+        self._gate = gate
+        self._is_private = is_private
+        self.metrics = metrics or SmtpMetrics()
+
+    @staticmethod
+    def _close_after_reply(server: SMTP, reply: str) -> str:
+        """421 means "closing the channel" (RFC 5321 §3.8): close once it is sent."""
+        if reply.startswith("421") and server.transport is not None:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
@@ -56,6 +88,12 @@ class MailsacHandler:
                 parse_recipient(address)
             except InvalidAddress as exc:
                 return str(replies.reply_for(exc, sender=True))
+        if self._gate is not None:
+            try:
+                self._gate.on_mail_from(_peer_ip(session), "" if address == "<>" else address)
+            except MailsacError as exc:
+                self.metrics.rejected(type(exc).__name__)
+                return self._close_after_reply(server, str(replies.reply_for(exc)))
         envelope.mail_from = address  # "<>" stays truthy so RCPT sees a MAIL command
         envelope.mail_options.extend(mail_options)
         return str(replies.S250_SENDER_OK)
@@ -81,6 +119,7 @@ class MailsacHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope, MailsacEnvelope)
         content = envelope.original_content or b""
+        self.metrics.bytes_received += len(content)
         peer: Any = session.peer
         sockname: Any = server.transport.get_extra_info("sockname") if server.transport else None
         message = InboundMessage(
@@ -93,17 +132,20 @@ class MailsacHandler:
             tls=session.ssl is not None,
         )
         try:
+            if self._gate is not None:
+                self._gate.on_data(message.client_ip, message.mail_from, content, [
+                    GateRecipient(r.inbox, self._is_private(r.inbox)) for r in message.recipients])
             # Shielded: a client that disconnects now must not abort a half-done store.
             records = await asyncio.shield(self._delivery.deliver(message))
         except MailsacError as exc:
-            self.rejected_messages += 1
+            self.metrics.rejected(type(exc).__name__)
             log.warning("message from %s not stored: %s", message.client_ip, exc)
-            return str(replies.reply_for(exc))
+            return self._close_after_reply(server, str(replies.reply_for(exc)))
         except Exception:
-            self.rejected_messages += 1
+            self.metrics.rejected("InternalError")
             log.exception("unexpected error storing a message from %s", message.client_ip)
             return str(replies.S554_INTERNAL_ERROR)
-        self.accepted_messages += 1
+        self.metrics.accepted += 1
         ids = " ".join(r.id for r in records)
         return str(replies.S250_QUEUED.with_text(f"OK: message stored as {ids}"))
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mailsac.errors import (
+    DenyListed,
     DomainNotAccepted,
     InvalidAddress,
     StorageFull,
     StorageUnavailable,
+    Throttled,
 )
 
 
@@ -38,6 +40,7 @@ S452_STORAGE_FULL = Reply(
     452, "4.3.1", "Insufficient system storage; the message was not accepted, try again later"
 )
 S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients for one message")
+S421_TOO_SLOW = Reply(421, "4.4.2", "DATA took too long; closing the connection")
 S501_BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
 S550_RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")
 S552_TOO_BIG = Reply(552, "5.3.4", "Message too big")
@@ -45,6 +48,9 @@ S553_BAD_RECIPIENT = Reply(553, "5.1.3", "Bad recipient address syntax")
 S553_NO_RECIPIENTS = Reply(
     553, "5.1.0", "No valid recipients: send RCPT TO with an accepted address before DATA"
 )
+S421_RATE_LIMITED = Reply(421, "4.7.0", "Too many messages; try again later")
+S421_BUSY = Reply(421, "4.7.0", "Too many connections; try again later")
+S554_DENIED = Reply(554, "5.7.1", "Refused by policy")
 S554_INTERNAL_ERROR = Reply(
     554, "5.3.0", "Internal error while handling the message; it was not accepted"
 )
@@ -63,6 +69,10 @@ def reply_for(exc: BaseException, *, sender: bool = False) -> Reply:
         return S550_RELAY_DENIED.with_text(
             f"Relaying denied: this server does not accept mail for {exc.domain}"
         )
+    if isinstance(exc, DenyListed):
+        return S554_DENIED.with_text(str(exc))
+    if isinstance(exc, Throttled):
+        return S421_RATE_LIMITED.with_text(str(exc))
     if isinstance(exc, StorageFull):
         return S452_STORAGE_FULL
     if isinstance(exc, StorageUnavailable):

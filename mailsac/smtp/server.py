@@ -17,13 +17,20 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
+from mailsac.errors import MailsacError
+from mailsac.gate import SenderGate
 from mailsac.smtp import replies
+from mailsac.smtp.admission import Admission
 from mailsac.smtp.handler import MailsacEnvelope, MailsacHandler
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 _END_OF_DATA = b"\r\n.\r\n"
+
+
+class DataTooSlow(Exception):
+    """DATA did not finish within the listener's ``max_data_seconds``."""
 
 
 class MailsacSMTP(SMTP):
@@ -45,6 +52,40 @@ class MailsacSMTP(SMTP):
         self._listener.sessions.discard(self)
         super().connection_lost(error)
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # Idle sessions get less time while the service is under pressure.
+        super()._reset_timeout(duration if duration is not None
+                               else self._listener.idle_timeout())
+
+    async def _refuse(self, reply: str) -> None:
+        try:
+            await self.push(reply)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _handle_client(self) -> None:
+        """Gate the connection (deny-list, connection rate, slots) before the banner."""
+        assert self.session is not None
+        peer: Any = self.session.peer
+        ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        listener = self._listener
+        if listener.gate is not None:
+            try:
+                listener.gate.on_connect(ip)
+            except MailsacError as exc:
+                await self._refuse(str(replies.reply_for(exc)))
+                return
+        if not await listener.admission.acquire(ip):
+            await self._refuse(str(replies.S421_BUSY.with_text(
+                f"Too many connections from {ip} or the service is busy; "
+                f"try again in {int(listener.admission.wait_timeout)} s")))
+            return
+        try:
+            await super()._handle_client()
+        finally:
+            listener.admission.release(ip)
+
     async def _read_data(self) -> bytes | None:
         """Read up to the end-of-data line; return the unstuffed body, or None if too big."""
         reader = self._reader
@@ -54,7 +95,10 @@ class MailsacSMTP(SMTP):
         buf = bytearray(b"\r\n")
         scanned = 0
         oversized = False
+        deadline = time.monotonic() + self._listener.max_data_seconds
         while True:
+            if time.monotonic() > deadline:  # a dribbling client cannot hold a slot forever
+                raise DataTooSlow
             chunk = await reader.read(CHUNK_SIZE)
             if not chunk:
                 raise ConnectionResetError("connection closed during DATA")
@@ -94,7 +138,11 @@ class MailsacSMTP(SMTP):
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             started = time.monotonic()
-            content = await self._read_data()
+            try:
+                content = await self._read_data()
+            except DataTooSlow:
+                await self._refuse(str(replies.S421_TOO_SLOW))
+                return
             if content is None:
                 await self.push(str(replies.too_big(self.data_size_limit or 0)))
                 self._set_post_data_state()  # type: ignore[no-untyped-call]
@@ -119,22 +167,35 @@ class SmtpListener:
 
     def __init__(
         self, handler: MailsacHandler, *, hostname: str, max_message_size: int,
-        timeout: float,
+        timeout: float, admission: Admission | None = None, gate: SenderGate | None = None,
+        pressure_timeout: float = 30.0, max_data_seconds: float = 600.0,
+        max_commands: int = 1000,
     ) -> None:
         self.handler = handler
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.timeout = timeout
+        self.admission = admission or Admission()
+        self.gate = gate
+        self.pressure_timeout = pressure_timeout
+        self.max_data_seconds = max_data_seconds
+        self.max_commands = max_commands
         self.sessions: set[MailsacSMTP] = set()
         self.closing = False
         self._server: asyncio.base_events.Server | None = None
+
+    def idle_timeout(self) -> float:
+        """RFC 5321 §4.5.3.2 timeouts normally; much shorter when slots are scarce."""
+        if self.admission.pressure >= 0.5:
+            return min(self.timeout, self.pressure_timeout)
+        return self.timeout
 
     def _factory(self) -> MailsacSMTP:
         return MailsacSMTP(
             self.handler, listener=self, hostname=self.hostname,
             data_size_limit=self.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, timeout=self.timeout, ident="mailsac ESMTP ready",
-            loop=asyncio.get_running_loop(),
+            command_call_limit=self.max_commands, loop=asyncio.get_running_loop(),
         )
 
     async def start(self, host: str, port: int) -> int:

@@ -115,6 +115,16 @@ spam_feedback = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Sender IPs, networks and domains refused at SMTP time.
+deny_list = Table(
+    "deny_list",
+    metadata,
+    Column("value", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # Secret per-inbox aliases: mail to "<alias>@<any domain>" lands in ``inbox``.
 inbox_aliases = Table(
     "inbox_aliases",

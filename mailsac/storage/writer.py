@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +45,11 @@ class MetadataWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.rows = 0
+        self.commit_seconds = 0.0
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
 
     def start(self) -> None:
         if self._task is None:
@@ -88,6 +94,7 @@ class MetadataWriter:
         records = [r for item in batch for r in item.records]
         deliveries = [d for item in batch for d in item.deliveries]
         error: BaseException | None = None
+        started = time.perf_counter()
         try:
             async with self._engine.begin() as conn:
                 await insert_messages(conn, records)
@@ -101,6 +108,7 @@ class MetadataWriter:
         else:
             self.batches += 1
             self.rows += len(records)
+            self.commit_seconds += time.perf_counter() - started
         for item in batch:
             if item.done.done():
                 continue

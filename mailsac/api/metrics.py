@@ -1,0 +1,84 @@
+"""``GET /metrics``: Prometheus text format (prometheus-client), read at scrape time.
+
+Label cardinality is bounded by construction: labels carry only limit names, rejection
+reasons (exception class names), outcomes and states — never a sender, domain, address or
+IP. The heaviest senders are available from ``GET /api/admin/top-offenders`` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+class ServiceCollector(Collector):
+    """Turns the service's plain counters into metric families on each scrape."""
+
+    def __init__(self, source: Callable[[], dict[str, Any]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Any]:
+        s = self._source()
+        yield CounterMetricFamily("mailsac_messages_accepted", "Messages stored (250)",
+                                  value=s["accepted"])
+        rejected = CounterMetricFamily("mailsac_messages_rejected",
+                                       "Messages or commands refused, by reason", labels=["reason"])
+        for reason, count in sorted(s["rejections"].items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield CounterMetricFamily("mailsac_bytes_received", "DATA bytes received",
+                                  value=s["bytes_received"])
+        sessions = GaugeMetricFamily("mailsac_smtp_sessions", "SMTP sessions", labels=["state"])
+        sessions.add_metric(["active"], s["sessions_active"])
+        sessions.add_metric(["waiting"], s["sessions_waiting"])
+        yield sessions
+        yield CounterMetricFamily("mailsac_smtp_connections_refused",
+                                  "Connections refused after waiting for a slot",
+                                  value=s["sessions_refused"])
+        decisions = CounterMetricFamily("mailsac_throttle_decisions",
+                                        "Rate-limit decisions by limit name",
+                                        labels=["limit", "decision"])
+        for name, counts in sorted(s["throttle"].items()):
+            decisions.add_metric([name, "allowed"], counts["allowed"])
+            decisions.add_metric([name, "denied"], counts["denied"])
+        yield decisions
+        yield GaugeMetricFamily("mailsac_throttle_entries", "Live counter entries",
+                                value=s["throttle_entries"])
+        yield CounterMetricFamily("mailsac_throttle_evictions",
+                                  "Counter entries evicted at the memory cap",
+                                  value=s["throttle_evictions"])
+        yield GaugeMetricFamily("mailsac_event_loop_lag_seconds", "Last measured loop lag",
+                                value=s["loop_lag"])
+        yield CounterMetricFamily("mailsac_db_commits", "Metadata group commits",
+                                  value=s["db_commits"])
+        yield CounterMetricFamily("mailsac_db_commit_seconds", "Time spent in metadata commits",
+                                  value=s["db_commit_seconds"])
+        yield GaugeMetricFamily("mailsac_writer_queue_depth", "Deliveries waiting to commit",
+                                value=s["writer_queue"])
+        yield GaugeMetricFamily("mailsac_hub_subscribers", "Hub subscribers",
+                                value=s["hub_subscribers"])
+        yield CounterMetricFamily("mailsac_hub_dropped_subscribers",
+                                  "Subscribers dropped for being too slow", value=s["hub_dropped"])
+        webhooks = CounterMetricFamily("mailsac_webhook_attempts", "Webhook/Slack attempts",
+                                       labels=["outcome"])
+        for outcome, count in sorted(s["webhooks"].items()):
+            webhooks.add_metric([outcome], count)
+        yield webhooks
+        yield GaugeMetricFamily("mailsac_parsed_cache_bytes", "Parsed-message cache size",
+                                value=s["cache_bytes"])
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus scrape endpoint (no key: it holds no per-user data)."""
+    registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(ServiceCollector(request.app.state.ctx.metrics))
+        request.app.state.metrics_registry = registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
