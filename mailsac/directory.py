@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.policy import Recipient
 from mailsac.storage import directory as store
-from mailsac.storage.db import asyncpg_dsn
+from mailsac.storage.db import asyncpg_dsn, connect
 from mailsac.storage.directory import AddressRecord, DomainRecord
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class Directory:
         """Map ``inbox-<hex>@any.domain`` to the inbox it is the secret alias of."""
         if not recipient.mailbox.startswith(ALIAS_PREFIX):
             return recipient
-        async with self.engine.connect() as conn:
+        async with connect(self.engine) as conn:  # StorageUnavailable → 451, retried later
             target = await store.inbox_for_alias(conn, recipient.mailbox)
         if target is None:
             return recipient

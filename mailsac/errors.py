@@ -44,6 +44,10 @@ class StorageFull(StorageUnavailable):
     """The blob directory is out of space (temporary)."""
 
 
+class JournalFull(StorageUnavailable):
+    """The database outage lasted too long or the outage journal is full (SMTP 421)."""
+
+
 class Unauthorized(MailsacError):
     """Missing, unknown or revoked API key."""
 

@@ -80,6 +80,7 @@ class SenderGate:
         self._engine = engine
         self.counter = Counter(max_entries=max_entries)
         self.limiter = Limiter(self.counter, default_limits(limits))
+        self._enabled = {limit.name for limit in self.limiter.limits}  # 0 disables a limit
         self.deny = DenyList()
 
     async def reload(self) -> None:
@@ -125,6 +126,8 @@ class SenderGate:
 
     def on_connect(self, ip: str) -> None:
         self._check_ip(ip)
+        if "ip_connections" not in self._enabled:
+            return
         decision = self.limiter.hit("ip_connections", ip_key(ip) or ip)
         if not decision.allowed:
             raise Throttled(decision.reason, decision.retry_after)
@@ -144,6 +147,6 @@ class SenderGate:
             ("reply_to_org", org_domain(domain_of(reply_to_address(content)))),
         ]
         events += [(recipient_limit(r.private), inbox_key(r.inbox)) for r in recipients]
-        decision = self.limiter.hit_all(events)
+        decision = self.limiter.hit_all((n, k) for n, k in events if n in self._enabled)
         if not decision.allowed:
             raise Throttled(decision.reason, decision.retry_after)

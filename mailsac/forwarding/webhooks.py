@@ -88,8 +88,9 @@ class WebhookDispatcher:
             if claimed:
                 continue
             self._wake.clear()
+            idle = await self._idle_wait()
             try:
-                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+                await asyncio.wait_for(self._wake.wait(), idle)
             except TimeoutError:
                 pass
 

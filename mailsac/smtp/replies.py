@@ -11,6 +11,7 @@ from mailsac.errors import (
     DenyListed,
     DomainNotAccepted,
     InvalidAddress,
+    JournalFull,
     StorageFull,
     StorageUnavailable,
     Throttled,
@@ -33,6 +34,9 @@ S250_SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 S250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 S250_QUEUED = Reply(250, "2.0.0", "OK: message stored")
 S421_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, please try again later")
+S421_DB_OUTAGE = Reply(
+    421, "4.3.0", "Storage is unavailable for too long; the message was not accepted, "
+    "try again later")
 S451_TEMP_FAILURE = Reply(
     451, "4.3.0", "Temporary storage failure; the message was not accepted, try again later"
 )
@@ -73,6 +77,8 @@ def reply_for(exc: BaseException, *, sender: bool = False) -> Reply:
         return S554_DENIED.with_text(str(exc))
     if isinstance(exc, Throttled):
         return S421_RATE_LIMITED.with_text(str(exc))
+    if isinstance(exc, JournalFull):
+        return S421_DB_OUTAGE
     if isinstance(exc, StorageFull):
         return S452_STORAGE_FULL
     if isinstance(exc, StorageUnavailable):

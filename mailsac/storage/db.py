@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,7 +34,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=False,
         pool_timeout=10,
         # Fail fast instead of hanging when the server is unreachable.
-        connect_args={"timeout": 10, "command_timeout": 60},
+        connect_args={"timeout": 5, "command_timeout": 60},
     )
 
 
@@ -93,16 +94,24 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+DB_TIMEOUT = 5.0  # an API call waits this long for the database, then answers 503
+
+
 @asynccontextmanager
 async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
-    """A connection (a transaction when ``write``) whose failures become StorageUnavailable."""
+    """A connection (a transaction when ``write``) whose failures become StorageUnavailable.
+
+    The whole block is bounded by ``DB_TIMEOUT``: a paused or unreachable database makes
+    callers fail fast (HTTP 503) instead of hanging.
+    """
     try:
-        if write:
-            async with engine.begin() as conn:
-                yield conn
-        else:
-            async with engine.connect() as conn:
-                yield conn
+        async with asyncio.timeout(DB_TIMEOUT):
+            if write:
+                async with engine.begin() as conn:
+                    yield conn
+            else:
+                async with engine.connect() as conn:
+                    yield conn
     except _DB_ERRORS as exc:
         if not is_unavailable(exc):
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,10 +22,18 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 
 
-async def sweep_orphans(engine: AsyncEngine, blobs: BlobStore, min_age: float = 600.0) -> int:
-    """One pass over the blob tree; returns how many orphan blobs were deleted."""
+async def sweep_orphans(engine: AsyncEngine, blobs: BlobStore, min_age: float = 600.0,
+                        paused: Callable[[], bool] = lambda: False) -> int:
+    """One pass over the blob tree; returns how many orphan blobs were deleted.
+
+    ``paused`` (the outage journal is not empty) stops the pass: journaled messages have
+    blobs but no rows yet, and must not be mistaken for orphans.
+    """
     removed = 0
     for top in await asyncio.to_thread(blobs.top_dirs):
+        if paused():
+            log.info("orphan sweep skipped: the outage journal is not yet indexed")
+            return removed
         keys = await asyncio.to_thread(blobs.old_keys_under, top, min_age)
         for start in range(0, len(keys), BATCH):
             async with engine.connect() as conn:
@@ -37,12 +46,13 @@ async def sweep_orphans(engine: AsyncEngine, blobs: BlobStore, min_age: float = 
 
 
 async def sweep_forever(
-    engine: AsyncEngine, blobs: BlobStore, interval: float, min_age: float = 600.0
+    engine: AsyncEngine, blobs: BlobStore, interval: float, min_age: float = 600.0,
+    paused: Callable[[], bool] = lambda: False,
 ) -> None:
     """Sweep at start-up and then every ``interval`` seconds; errors are logged, not fatal."""
     while True:
         try:
-            await sweep_orphans(engine, blobs, min_age)
+            await sweep_orphans(engine, blobs, min_age, paused)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -19,12 +19,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.errors import StorageUnavailable
+from mailsac.storage.db import is_unavailable
+from mailsac.storage.journal import Journal
 from mailsac.storage.messages import MessageRecord, insert_messages
 from mailsac.storage.webhooks import NewDelivery, insert_deliveries
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_ROWS = 1000
+DB_WRITE_TIMEOUT = 10.0  # then the batch goes to the outage journal (if configured)
 
 
 @dataclass
@@ -39,8 +42,9 @@ class _Pending:
 class MetadataWriter:
     """Commits message rows in batches; :meth:`insert` returns once they are durable."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, journal: Journal | None = None) -> None:
         self._engine = engine
+        self.journal = journal
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -90,18 +94,35 @@ class MetadataWriter:
             for _ in batch:
                 self._queue.task_done()
 
+    async def _journal(self, records: list[MessageRecord],
+                       deliveries: list[NewDelivery]) -> BaseException | None:
+        assert self.journal is not None
+        try:
+            await self.journal.append(records, deliveries)
+        except StorageUnavailable as exc:
+            return exc
+        return None
+
     async def _commit(self, batch: list[_Pending]) -> None:
         records = [r for item in batch for r in item.records]
         deliveries = [d for item in batch for d in item.deliveries]
         error: BaseException | None = None
         started = time.perf_counter()
+        if self.journal is not None and self.journal.pending:
+            # Keep arrival order: nothing goes to the database before the journal drained.
+            self._settle(batch, await self._journal(records, deliveries))
+            return
         try:
-            async with self._engine.begin() as conn:
-                await insert_messages(conn, records)
-                await insert_deliveries(conn, deliveries)
+            async with asyncio.timeout(DB_WRITE_TIMEOUT):
+                async with self._engine.begin() as conn:
+                    await insert_messages(conn, records)
+                    await insert_deliveries(conn, deliveries)
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
             log.error("metadata commit of %d rows failed: %s", len(records), exc)
-            error = StorageUnavailable(f"database write failed: {type(exc).__name__}")
+            if self.journal is not None and is_unavailable(exc):
+                error = await self._journal(records, deliveries)
+            else:
+                error = StorageUnavailable(f"database write failed: {type(exc).__name__}")
         except Exception as exc:  # never let the writer task die
             log.exception("unexpected error committing metadata")
             error = StorageUnavailable(f"database write failed: {type(exc).__name__}")
@@ -109,6 +130,10 @@ class MetadataWriter:
             self.batches += 1
             self.rows += len(records)
             self.commit_seconds += time.perf_counter() - started
+        self._settle(batch, error)
+
+    @staticmethod
+    def _settle(batch: list[_Pending], error: BaseException | None) -> None:
         for item in batch:
             if item.done.done():
                 continue
@@ -116,3 +141,21 @@ class MetadataWriter:
                 item.done.set_result(None)
             else:
                 item.done.set_exception(error)
+
+
+async def replay_forever(writer: MetadataWriter, engine: AsyncEngine,
+                         interval: float = 1.0) -> None:
+    """Index the outage journal as soon as the database answers again."""
+    journal = writer.journal
+    if journal is None:
+        return
+    while True:
+        if journal.pending:
+            try:
+                async with asyncio.timeout(60):
+                    await journal.replay(engine)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # still down: try again shortly
+                log.debug("journal replay not possible yet: %s", exc)
+        await asyncio.sleep(interval)
