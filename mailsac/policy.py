@@ -74,6 +74,10 @@ def parse_recipient(address: str) -> Recipient:
         raise InvalidAddress(address, f"the address is longer than {MAX_ADDRESS_LENGTH} chars")
     if any(ch.isspace() or ord(ch) < 32 or ch == "\x7f" for ch in text):
         raise InvalidAddress(address, "the address contains spaces or control characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes that were not valid UTF-8
+        raise InvalidAddress(address, "the address is not valid UTF-8") from None
     local, sep, domain = text.rpartition("@")
     if not sep or not local or not domain:
         raise InvalidAddress(address, "an address looks like name@example.com")

@@ -210,6 +210,8 @@ _SCHEMAS: Obj = {
         "database": _object({"ok": _BOOL, "latencyMs": {"type": "number", "minimum": 0},
                              "error": _STR}, optional=("latencyMs", "error")),
         "smtp": _object({"listening": _BOOL, "port": _INT}),
+        "journal": _object({"pending": _BOOL | {
+            "description": "Mail accepted during a database outage awaits indexing."}}),
     }),
     "Address": _object({
         "_id": _STR,

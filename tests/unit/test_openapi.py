@@ -203,10 +203,10 @@ def test_error_and_health_bodies_conform(spec: dict[str, Any]) -> None:
     for status in (400, 401, 404, 503):
         _check(spec, "Error", json.loads(bytes(error_response(status, "nope").body)))
     ok = {"status": "ok", "version": "0.1.0", "database": {"ok": True, "latencyMs": 1.5},
-          "smtp": {"listening": True, "port": 2525}}
+          "smtp": {"listening": True, "port": 2525}, "journal": {"pending": False}}
     bad = {"status": "degraded", "version": "0.1.0",
            "database": {"ok": False, "error": "TimeoutError"},
-           "smtp": {"listening": False, "port": 0}}
+           "smtp": {"listening": False, "port": 0}, "journal": {"pending": True}}
     _check(spec, "Health", ok)
     _check(spec, "Health", bad)
     _check(spec, "MessageCount", {"count": 0, "inbox": "bob@example.com"})

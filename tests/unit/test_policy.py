@@ -96,3 +96,9 @@ def test_tag_is_stripped_for_the_inbox(base: str, tag: str, domain: str) -> None
     recipient = parse_recipient(f"{base}+{tag}@{domain}")
     assert recipient.inbox == f"{base}@{domain}"
     assert recipient.original == f"{base}+{tag}@{domain}"
+
+
+def test_invalid_utf8_is_rejected() -> None:
+    # aiosmtpd decodes command arguments with surrogateescape: b"\xff" arrives as "\udcff".
+    with pytest.raises(InvalidAddress, match="UTF-8"):
+        parse_recipient(b"\xff@x.test".decode("utf-8", "surrogateescape"))
