@@ -15,6 +15,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from mailsac import __version__
 from mailsac.addresses import Addresses
 from mailsac.admin import Admin
@@ -64,29 +66,39 @@ def database(settings: Settings, *, exclusive: bool) -> Iterator[str]:
         server.stop()
 
 
-def _run_admin(settings: Settings, work: Callable[[Admin], Coroutine[Any, Any, None]]) -> int:
-    """Run ``work`` with an :class:`Admin` service on the configured database."""
+def _run_with_engine(settings: Settings,
+                     work: Callable[[AsyncEngine], Coroutine[Any, Any, None]]) -> int:
+    """Run ``work`` on an engine for the configured database; errors print, exit 1."""
     with database(settings, exclusive=False) as url:
 
         async def runner() -> None:
             engine = create_engine(url, pool_size=1)
             try:
-                directory = Directory(engine)
-                await directory.reload()
-
-                async def no_blobs(keys: list[str]) -> None:
-                    return None
-
-                await work(Admin(engine, Addresses(engine, directory, no_blobs)))
+                await work(engine)
             finally:
                 await engine.dispose()
 
         try:
             asyncio.run(runner())
-        except MailsacError as exc:
+        except (MailsacError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _run_admin(settings: Settings, work: Callable[[Admin], Coroutine[Any, Any, None]]) -> int:
+    """Run ``work`` with an :class:`Admin` service on the configured database."""
+
+    async def with_admin(engine: AsyncEngine) -> None:
+        directory = Directory(engine)
+        await directory.reload()
+
+        async def no_blobs(keys: list[str]) -> None:
+            return None
+
+        await work(Admin(engine, Addresses(engine, directory, no_blobs)))
+
+    return _run_with_engine(settings, with_admin)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -163,32 +175,22 @@ def cmd_domains(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_deny(settings: Settings, args: argparse.Namespace) -> int:
     """Deny-list changes reach a running service through PostgreSQL NOTIFY at once."""
-    with database(settings, exclusive=False) as url:
 
-        async def runner() -> None:
-            engine = create_engine(url, pool_size=1)
-            try:
-                gate = SenderGate(engine)
-                await gate.reload()
-                if args.deny_command == "add":
-                    entry = await gate.deny_add(args.value, args.reason)
-                    print(f"deny-listed {entry.kind} {entry.value}")
-                elif args.deny_command == "remove":
-                    if not await gate.deny_remove(args.value):
-                        raise SystemExit(f"error: {args.value} is not on the deny-list")
-                    print(f"removed {args.value}")
-                else:
-                    for entry in gate.deny.entries():
-                        print(f"{entry.kind}\t{entry.value}\t{entry.reason}")
-            finally:
-                await engine.dispose()
+    async def work(engine: AsyncEngine) -> None:
+        gate = SenderGate(engine)
+        await gate.reload()
+        if args.deny_command == "add":
+            entry = await gate.deny_add(args.value, args.reason)
+            print(f"deny-listed {entry.kind} {entry.value}")
+        elif args.deny_command == "remove":
+            if not await gate.deny_remove(args.value):
+                raise SystemExit(f"error: {args.value} is not on the deny-list")
+            print(f"removed {args.value}")
+        else:
+            for entry in gate.deny.entries():
+                print(f"{entry.kind}\t{entry.value}\t{entry.reason}")
 
-        try:
-            asyncio.run(runner())
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    return 0
+    return _run_with_engine(settings, work)
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
