@@ -38,6 +38,7 @@ from mailsac.forwarding.webhooks import RetryPolicy, WebhookDispatcher
 from mailsac.gate import SenderGate, parse_limit_overrides
 from mailsac.loopmon import LoopMonitor
 from mailsac.mailbox import Mailboxes
+from mailsac.pop3 import Pop3Listener, build_pop3
 from mailsac.smtp.admission import Admission
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
@@ -45,9 +46,11 @@ from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MetadataWriter
 from mailsac.storage.accounts import ADMIN_ACCOUNT, ensure_account
 from mailsac.storage.db import create_engine
+from mailsac.storage.journal import Journal
 from mailsac.storage.keys import any_keys, create_key, ensure_key
 from mailsac.storage.retention import RetentionPolicy, RetentionSweeper
 from mailsac.storage.sweeper import sweep_forever
+from mailsac.storage.writer import replay_forever
 from mailsac.visibility import Visibility
 
 log = logging.getLogger(__name__)
@@ -85,8 +88,13 @@ class Services:
     loop_monitor: LoopMonitor
     smtp_port: int = 0
     http_port: int = 0
+    pop3_port: int = 0
+    pop3: Pop3Listener | None = None
     http: _EmbeddedUvicorn | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def journal_pending(self) -> bool:
+        return self.writer.journal is not None and self.writer.journal.pending
 
     def metrics(self) -> dict[str, Any]:
         """Plain numbers for /metrics (labels stay bounded: see mailsac.api.metrics)."""
@@ -123,15 +131,18 @@ class Services:
         except Exception as exc:  # any failure means "not ready"
             db = {"ok": False, "error": type(exc).__name__}
         smtp = {"listening": self.smtp.listening, "port": self.smtp_port}
-        ok = bool(db["ok"]) and self.smtp.listening
+        journal = {"pending": self.journal_pending()}
+        ok = bool(db["ok"]) and self.smtp.listening and not journal["pending"]
         return {"status": "ok" if ok else "degraded", "version": __version__,
-                "database": db, "smtp": smtp}
+                "database": db, "smtp": smtp, "journal": journal}
 
 
 def build_services(settings: Settings, database_url: str) -> Services:
     engine = create_engine(database_url, pool_size=settings.db_pool_size)
     blobs = BlobStore(settings.blob_dir)
-    writer = MetadataWriter(engine)
+    writer = MetadataWriter(engine, Journal(
+        settings.data_dir / "journal", max_age=settings.journal_max_age,
+        max_bytes=settings.journal_max_bytes))
     hostname = settings.effective_hostname()
     directory = Directory(engine, database_url)
     visibility = Visibility(directory)
@@ -172,13 +183,15 @@ def build_services(settings: Settings, database_url: str) -> Services:
         max_attempts=settings.webhook_max_attempts, base_delay=settings.webhook_retry_base,
         timeout=settings.webhook_timeout))
     delivery.on_new_deliveries = webhooks.wake
-    return Services(
+    services = Services(
         settings=settings, engine=engine, blobs=blobs, writer=writer, delivery=delivery,
         mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
         spam=spam, gate=gate, loop_monitor=loop_monitor,
     )
+    services.pop3 = build_pop3(services, settings)
+    return services
 
 
 def _http_socket(host: str, port: int) -> socket.socket:
@@ -209,6 +222,8 @@ async def start(services: Services) -> None:
     await services.spam.load()
     services.writer.start()
     services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
+    if services.pop3 is not None:
+        services.pop3_port = await services.pop3.start(settings.bind, settings.pop3_port)
     context = ApiContext(
         mailboxes=services.mailboxes, auth=services.auth, health=services.health,
         addresses=services.addresses, account_mail=services.account_mail,
@@ -227,8 +242,11 @@ async def start(services: Services) -> None:
             services.tasks[-1].result()  # re-raise why the HTTP server could not start
         await asyncio.sleep(0.01)
     services.tasks.append(asyncio.create_task(
-        sweep_forever(services.engine, services.blobs, settings.orphan_sweep_interval),
+        sweep_forever(services.engine, services.blobs, settings.orphan_sweep_interval,
+                      paused=services.journal_pending),
         name="orphan-sweep"))
+    services.tasks.append(asyncio.create_task(
+        replay_forever(services.writer, services.engine), name="journal-replay"))
     services.tasks.append(asyncio.create_task(
         services.retention.run_forever(settings.retention_interval), name="retention"))
     services.tasks.append(asyncio.create_task(services.webhooks.run(), name="webhooks"))
@@ -238,6 +256,8 @@ async def start(services: Services) -> None:
 
 
 async def stop(services: Services) -> None:
+    if services.pop3 is not None:
+        await services.pop3.stop(services.settings.shutdown_grace)
     await services.smtp.stop(services.settings.shutdown_grace)
     if services.http is not None:
         services.http.should_exit = True
@@ -263,7 +283,8 @@ async def serve(settings: Settings, database_url: str) -> None:
         await start(services)
         if settings.ready_file:
             with open(settings.ready_file, "w") as f:
-                json.dump({"smtp_port": services.smtp_port, "http_port": services.http_port}, f)
+                json.dump({"smtp_port": services.smtp_port, "http_port": services.http_port,
+                           "pop3_port": services.pop3_port}, f)
         await stopping.wait()
         log.info("shutdown requested")
     finally:

@@ -109,11 +109,33 @@ class Settings:
         600.0, "MAILSAC_MAX_DATA_SECONDS", "longest a DATA transfer may take (then 421)")
     max_commands: int = _setting(
         1000, "MAILSAC_MAX_COMMANDS", "times one SMTP command may be sent per session")
+    journal_max_age: float = _setting(
+        600.0, "MAILSAC_JOURNAL_MAX_AGE",
+        "seconds SMTP keeps accepting (journaling) during a database outage; then 421")
+    journal_max_bytes: int = _setting(
+        512 * 1024 * 1024, "MAILSAC_JOURNAL_MAX_BYTES", "size cap of the outage journal")
+    # -- POP3 (mailsac.pop3) and TLS ---------------------------------------------------
+    pop3_port: int = _setting(1100, "MAILSAC_POP3_PORT", "POP3 listener port (0 = any free)")
+    pop3_timeout: float = _setting(
+        600.0, "MAILSAC_POP3_TIMEOUT",
+        "seconds an idle POP3 session is kept (RFC 1939 autologout: at least 600)")
+    pop3_auth_delay: float = _setting(
+        1.0, "MAILSAC_POP3_AUTH_DELAY", "seconds before a failed POP3 login is answered")
+    pop3_auth_failures: int = _setting(
+        10, "MAILSAC_POP3_AUTH_FAILURES",
+        "failed POP3 logins per client IP per window before logins are refused")
+    pop3_auth_window: float = _setting(
+        600.0, "MAILSAC_POP3_AUTH_WINDOW", "window of MAILSAC_POP3_AUTH_FAILURES in seconds")
+    tls_cert: str = _setting(
+        "", "MAILSAC_TLS_CERT", "PEM certificate chain for STLS (empty = no TLS)")
+    tls_key: str = _setting("", "MAILSAC_TLS_KEY", "PEM private key for STLS (empty = no TLS)")
+    # -----------------------------------------------------------------------------------
     db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
     log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")
     ready_file: str = _setting(
         "", "MAILSAC_READY_FILE",
-        "once listening, write {\"smtp_port\", \"http_port\"} as JSON to this file (for scripts)")
+        "once listening, write {\"smtp_port\", \"http_port\", \"pop3_port\"} as JSON to this "
+        "file (for scripts)")
 
     @property
     def blob_dir(self) -> Path:
@@ -197,6 +219,9 @@ def validate(settings: Settings) -> None:
         parse_limit_overrides(settings.limits)
     except ValueError as exc:
         raise SettingsError(f"MAILSAC_LIMITS: {exc}") from exc
+    from mailsac.pop3.service import check_settings as check_pop3_settings
+
+    check_pop3_settings(settings)
     if settings.ui_public not in ("latest", "full"):
         raise SettingsError("MAILSAC_UI_PUBLIC must be 'latest' or 'full'")
     if settings.public_inbox_limit < 1 or settings.public_max_age_hours <= 0:

@@ -47,6 +47,7 @@ def start_server(
         "MAILSAC_DATA_DIR": str(data_dir),
         "MAILSAC_SMTP_PORT": "0",
         "MAILSAC_HTTP_PORT": "0",
+        "MAILSAC_POP3_PORT": "0",
         "MAILSAC_BIND": "127.0.0.1",
         "MAILSAC_HOSTNAME": "mx.mailsac.test",
         "MAILSAC_READY_FILE": str(ready),
