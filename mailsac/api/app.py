@@ -16,15 +16,20 @@ from mailsac.api import (
     health,
     manage,
     messages,
+    metrics,
     openapi,
     realtime,
 )
 from mailsac.api.context import ApiContext
 from mailsac.api.errors import EXCEPTION_HANDLERS
+from mailsac.web.routes import web_routes
 
 M = "/api/addresses/{email}/messages/{id}"
 
 A = "/api/addresses/{email}"
+
+# Not part of the documented /api (Prometheus scrapes it; no key, no per-user data).
+SERVICE_ROUTES = [Route("/metrics", metrics.metrics, methods=["GET"])]
 
 WEBSOCKET_ROUTES = [WebSocketRoute("/incoming-messages", realtime.incoming_messages)]
 
@@ -83,6 +88,13 @@ ROUTES = [
     Route("/api/admin/accounts/{account}/keys", admin.list_keys, methods=["GET"]),
     Route("/api/admin/keys/{key_id}", admin.revoke_key, methods=["DELETE"]),
     Route("/api/admin/domains", admin.add_domain, methods=["POST"]),
+    Route("/api/admin/deny-list", admin.list_deny, methods=["GET"]),
+    Route("/api/admin/deny-list", admin.add_deny, methods=["POST"]),
+    Route("/api/admin/deny-list/{value:path}", admin.remove_deny, methods=["DELETE"]),
+    Route("/api/admin/top-offenders", admin.top_offenders, methods=["GET"]),
+    Route("/api/mailstats/blacklist", admin.mailstats_blacklist, methods=["GET"]),
+    Route("/api/mailstats/blacklist/{value:path}", admin.mailstats_blacklisted,
+          methods=["GET"]),
 ]
 
 _SECURITY_HEADERS = [
@@ -93,7 +105,8 @@ _SECURITY_HEADERS = [
 
 
 class SecurityHeaders:
-    """Adds nosniff / no-referrer / DENY framing to every HTTP response."""
+    """Adds nosniff / no-referrer / DENY framing to every HTTP response that does not set
+    that header itself (the web viewer's mail-body frame answers SAMEORIGIN)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -105,17 +118,22 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + _SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in _SECURITY_HEADERS if k not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(context: ApiContext) -> Starlette:
+def create_app(context: ApiContext, *, ui_domain: str = "", ui_public: str = "latest") -> Starlette:
     app = Starlette(
-        routes=[*ROUTES, *WEBSOCKET_ROUTES],
+        routes=[*ROUTES, *SERVICE_ROUTES, *WEBSOCKET_ROUTES, *web_routes()],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.ctx = context
+    app.state.ui_domain = ui_domain
+    app.state.ui_public = ui_public
     return app
