@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from mailsac.errors import StorageUnavailable
+from mailsac.errors import InvalidRequest, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,11 @@ async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[
                 async with engine.connect() as conn:
                     yield conn
     except _DB_ERRORS as exc:
+        if isinstance(getattr(exc, "orig", None), asyncpg.DataError) or isinstance(
+                getattr(getattr(exc, "orig", None), "__cause__", None), asyncpg.DataError):
+            # e.g. a NUL character in a search term: the input's fault, not the database's
+            raise InvalidRequest("a value contains characters that cannot be stored or "
+                                 "searched (such as NUL)") from exc
         if not is_unavailable(exc):
             raise
         raise StorageUnavailable("the database is unavailable") from exc

@@ -3,6 +3,7 @@ status codes and content types, and response bodies that conform to the schemas.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -33,12 +34,14 @@ def fuzz_target(database_url: str) -> Iterator[tuple[ServerHandle, str]]:
     handle = start_server(data_dir, {"DATABASE_URL": database_url})
     _, key = new_account(handle, "fuzz")  # not an admin key: admin routes answer 403
     yield handle, key
+    errors = [line for line in handle.log().splitlines() if "Traceback" in line or "ERROR" in line]
     assert stop_server(handle) == 0, handle.log()
+    assert not errors, handle.log()[-5000:]
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @schema.parametrize()
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "6")), deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case: schemathesis.Case,
                                     fuzz_target: tuple[ServerHandle, str]) -> None:
     handle, key = fuzz_target
