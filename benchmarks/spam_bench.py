@@ -7,7 +7,12 @@
 (b) median score latency per ~4 KB message, parse excluded and included, over several
     runs (median of the per-run medians);
 (c) shipped model file size and load time;
-(d) fraction of scores in [0, 0.01] U [0.99, 1] (out-of-fold and shipped-model scores).
+(d) fraction of scores in [0, 0.01] U [0.99, 1] (out-of-fold and shipped-model scores);
+(e) out-of-distribution check: the shipped model on the hand-written "modern" set in
+    ``tests/data/spam/modern/{ham,spam}`` (short present-day transactional / QA mail and
+    present-day spam, nothing from the training corpus): highest ham score, ham above 0.5,
+    share of spam above 0.5 and AUC.  The unit tests require every modern ham < 0.5 and
+    most modern spam > 0.5.
 ``--baselines`` adds scikit-learn MultinomialNB / ComplementNB on the same tokens.
 """
 
@@ -41,6 +46,7 @@ from mailsac.spam.train import stratified_folds  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "spam-corpus"
 FIXTURES = ROOT / "tests" / "data" / "spam"
+MODERN = FIXTURES / "modern"
 
 
 def _latency(model: SpamModel, raws: list[bytes], runs: int) -> dict[str, float]:
@@ -77,6 +83,33 @@ def _load_time(path: Path, runs: int = 5) -> float:
     return statistics.median(times) * 1e3
 
 
+def _modern(model: SpamModel, root: Path) -> dict[str, Any]:
+    """The shipped model on the hand-written present-day set (out of distribution)."""
+    scores = {
+        label: {p.stem: model.score(p.read_bytes()) for p in sorted((root / label).glob("*.eml"))}
+        for label in ("ham", "spam")
+    }
+    ham = np.array(list(scores["ham"].values()))
+    spam = np.array(list(scores["spam"].values()))
+    if ham.size == 0 or spam.size == 0:
+        return {}
+    y = np.array([False] * ham.size + [True] * spam.size)
+    worst = max(scores["ham"], key=lambda k: scores["ham"][k])
+    missed = sorted(k for k, v in scores["spam"].items() if v <= 0.5)
+    return {
+        "ham": int(ham.size),
+        "spam": int(spam.size),
+        "ham_max": float(ham.max()),
+        "ham_max_message": worst,
+        "ham_median": float(np.median(ham)),
+        "ham_above_half": int((ham > 0.5).sum()),
+        "spam_detected": float((spam > 0.5).mean()),
+        "spam_median": float(np.median(spam)),
+        "spam_missed": missed,
+        "auc": auc(np.concatenate([ham, spam]), y),
+    }
+
+
 def _baselines(docs: list[Any], y: np.ndarray, folds: int, seed: int) -> dict[str, Any]:
     import scipy.sparse as sp  # type: ignore[import-untyped]
     from sklearn.naive_bayes import ComplementNB, MultinomialNB  # type: ignore[import-untyped]
@@ -105,6 +138,7 @@ def run(corpus: Path | None, runs: int, baselines: bool) -> dict[str, Any]:
         "tokens": len(model.base),
         "load_ms": _load_time(DEFAULT_MODEL_PATH),
     }
+    report["modern"] = _modern(model, MODERN)
     samples: list[Sample] = []
     if corpus is not None and corpus.exists():
         samples = load_corpus(corpus)
@@ -131,7 +165,7 @@ def run(corpus: Path | None, runs: int, baselines: bool) -> dict[str, Any]:
             report["baselines"] = _baselines(docs, y, 5, 0)
         raws = [s.raw for s in samples if 3584 <= len(s.raw) <= 4608][:400]
     else:
-        raws = [p.read_bytes() for p in sorted(FIXTURES.glob("*.eml"))]
+        raws = [p.read_bytes() for p in sorted(FIXTURES.glob("**/*.eml"))]
     report["latency"] = _latency(model, raws, runs)
     return report
 
@@ -161,6 +195,17 @@ def _table(report: dict[str, Any]) -> str:
             "shipped model saturation on corpus",
             report["shipped_model_on_training_corpus"]["saturated"],
         )
+    mod = report.get("modern") or {}
+    if mod:
+        add(
+            f"modern ham ({mod['ham']}) max score / above 0.5",
+            f"{mod['ham_max']:.3f} ({mod['ham_max_message']}) / {mod['ham_above_half']}",
+        )
+        add(
+            f"modern spam ({mod['spam']}) detected / median",
+            f"{mod['spam_detected']:.3f} / {mod['spam_median']:.3f}",
+        )
+        add("modern set auc", mod["auc"])
     lat = report["latency"]
     add(f"latency median ms, parse excluded ({lat['messages']} msgs, "
         f"{lat['mean_bytes'] / 1024:.1f} KB)", lat["median_ms_parse_excluded"])  # fmt: skip

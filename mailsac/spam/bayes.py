@@ -48,7 +48,8 @@ from mailsac.spam.scoring import Params, mean_logit, sigmoid, token_logits
 
 __all__ = ["FEATURES_VERSION", "SpamModel", "Update", "hash_tokens", "message_hashes"]
 
-FEATURES_VERSION = "mailsac-spam-features/1"
+# /2: MIME plumbing, display-name words and the length bucket are no longer features
+FEATURES_VERSION = "mailsac-spam-features/2"
 STATE_FORMAT = "mailsac-spam-updates/1"
 HashArray = npt.NDArray[np.uint32]
 Learnable = bytes | ParsedMessage | Iterable[str] | npt.NDArray[np.uint32]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -114,16 +115,24 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
     tokens = extract_tokens(parse_message(raw), raw)
     score = model.score_tokens(tokens)
-    explained = model.explain(tokens) if args.explain else []
+    explained = model.explain(tokens, limit=300) if args.explain else []
+    strong = len(explained)
+    pad = max(0, math.ceil(model.params.evidence) - strong)
     if args.json:
         out: dict[str, object] = {"spam": round(score, 4), "isSpam": score > 0.5}
         if args.explain:
-            out["tokens"] = explained
+            out["tokens"] = explained[:15]
+            out["strongTokens"] = strong
         print(json.dumps(out))
     else:
         print(f"{score:.4f} {'spam' if score > 0.5 else 'ham'}")
-        for token, logit in explained:
+        for token, logit in explained[:15]:
             print(f"  {logit:+.3f}  {token}")
+        if args.explain and pad:
+            print(
+                f"  {model.params.prior:+.3f}  x{pad} (low evidence: {strong} strong tokens, "
+                f"padded to {model.params.evidence:g} with the ham-leaning prior)"
+            )
     return 0
 
 

@@ -138,13 +138,6 @@ def header_tokens(msg: ParsedMessage, from_domain: str, out: set[str]) -> None:
         priority = get(name)
         if priority:
             out.add(f"{name}:{priority[0].strip().lower()[:10]}")
-    ctype = (get("content-type") or ["text/plain"])[0].lower()
-    out.add("ct:" + ctype.split(";", 1)[0].strip()[:40])
-    cs = re.search(r"charset\s*=\s*\"?([a-z0-9_.:-]{1,30})", ctype)
-    if cs:
-        out.add("cs:" + cs.group(1))
-    if "mime-version" not in by_name and "content-type" in by_name:
-        out.add("mime:nover")
     if "in-reply-to" in by_name or "references" in by_name:
         out.add("thread:reply")
     if "organization" in by_name:

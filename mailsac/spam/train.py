@@ -8,6 +8,13 @@ see :mod:`mailsac.spam.scoring`) is computed out-of-fold on the training corpus;
   which keeps it graded (a plain fit puts ~90 % of this corpus in [0, .01] U [.99, 1]);
 * the intercept ``b`` puts the 0.5 decision point at the fitted threshold or higher,
   so that at most ``target_fpr`` of the out-of-fold ham scores above 0.5.
+
+Both are fitted with the evidence ``prior`` set to 0 (see :mod:`mailsac.spam.scoring`):
+fitted with it, the threshold would simply move down until the FPR budget is spent
+again, flagging more long commercial ham instead of making short mail safer (measured:
+cross-folder hard_ham FPR .23 -> .26, 5-fold FPR at seed 2 .43 % -> .51 %).  With the
+prior applied only at scoring time, long messages keep their calibrated scores and
+low-evidence ones move towards ham.
 """
 
 from __future__ import annotations
@@ -133,7 +140,9 @@ def fit(
     vocab = _Vocab(docs)
     counts = vocab.counts(np.ones(y.size, dtype=bool), y)
     k = max(2, min(folds, int(y.sum()), int((~y).sum())))
-    stats = _out_of_fold(vocab, y, params, k, seed)
+    # calibrate without the ham-leaning prior: it is a production assumption that the
+    # corpus cannot confirm, and it must not move the threshold for long messages
+    stats = _out_of_fold(vocab, y, replace(params, prior=0.0), k, seed)
     a, b = _smoothed_logistic(stats, y, smoothing)
     if not (math.isfinite(a) and a > 0 and math.isfinite(b)):
         a, b = Params().a, 0.0

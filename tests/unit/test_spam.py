@@ -1,4 +1,5 @@
-"""Spam scorer: shipped model, calibration range, online learning, poisoning guard, CLI."""
+"""Spam scorer: shipped model, calibration range, online learning, poisoning guard, CLI,
+and the out-of-distribution check on hand-written present-day mail (``data/spam/modern``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import math
 import tarfile
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +17,15 @@ from mailsac.mime import parse_message
 from mailsac.spam import DEFAULT_MODEL_PATH, SpamModel, check_spam, default_model, score_message
 from mailsac.spam.bayes import message_hashes
 from mailsac.spam.cli import register
+from mailsac.spam.evaluate import auc
 from mailsac.spam.features import extract_tokens
+from mailsac.spam.scoring import Params, token_logits
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "spam"
 SPAM = sorted(DATA.glob("spam_*.eml"))
 HAM = sorted(DATA.glob("ham_*.eml"))
+MODERN_HAM = sorted((DATA / "modern" / "ham").glob("*.eml"))
+MODERN_SPAM = sorted((DATA / "modern" / "spam").glob("*.eml"))
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "spam-corpus"
 
 
@@ -228,3 +234,111 @@ def test_real_corpus_subsample_auc() -> None:
     docs = [message_hashes(s.raw) for s in samples]
     result, _ = cross_validate(docs, [s.is_spam for s in samples], 5, 0)
     assert result.auc >= 0.99
+
+
+# -- present-day mail (out of distribution for the 2002 training corpus) ----------------
+
+
+def _qa_message(subject: str, body: str, sender: str = "Alice <alice@example.org>") -> bytes:
+    """A message as tests/helpers.py:make_message builds it, with our Received header."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "t1234@example.test"
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<0f6d3c1e9a7b4b8c8d2e5f60718293a4@example.org>"
+    msg.set_content(body)
+    raw = msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    received = (
+        b"Received: from mail.example.org ([198.51.100.7])\r\n"
+        b"\tby mx.mailsac.test (mailsac) with ESMTP id 4c1d9e0f2a3b4c5d\r\n"
+        b"\tfor <t1234@example.test>;\r\n\tMon, 03 Mar 2025 09:00:04 +0000\r\n"
+    )
+    return received + raw
+
+
+def test_modern_fixtures_present() -> None:
+    assert len(MODERN_HAM) >= 30 and len(MODERN_SPAM) >= 15
+
+
+def test_modern_ham_all_below_half() -> None:
+    scores = {p.stem: score_message(p.read_bytes()) for p in MODERN_HAM}
+    flagged = {k: round(v, 3) for k, v in scores.items() if v >= 0.5}
+    assert not flagged, flagged
+
+
+def test_modern_spam_mostly_detected_and_ranked() -> None:
+    spam = np.array([score_message(p.read_bytes()) for p in MODERN_SPAM])
+    ham = np.array([score_message(p.read_bytes()) for p in MODERN_HAM])
+    assert (spam > 0.5).mean() > 0.5, spam.round(3)
+    labels = np.array([False] * ham.size + [True] * spam.size)
+    assert auc(np.concatenate([ham, spam]), labels) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("m2", "Hi there"),
+        (
+            "Your order has shipped",
+            "Hi Bob,\n\nyour order 1234 has shipped and should arrive "
+            "on Tuesday.\n\nThanks,\nThe shop team",
+        ),
+        ("test", "hello test"),
+        ("Your verification code", "Your code is 604128. It expires in 10 minutes."),
+        ("", ""),
+    ],
+)
+def test_short_qa_mail_is_ham(subject: str, body: str) -> None:
+    assert score_message(_qa_message(subject, body)) < 0.5
+
+
+def test_display_name_and_mime_plumbing_are_not_features() -> None:
+    raw = _qa_message("hello", "Hi there")
+    tokens = extract_tokens(parse_message(raw), raw)
+    assert not [t for t in tokens if t.startswith(("fn:", "cte:", "cs:", "ct:", "len:"))], tokens
+    named = raw.replace(b"From: Alice <", b'From: "bob@evil.example" <')
+    assert "fn:has_addr" in extract_tokens(parse_message(named), named)
+
+
+def test_rare_tokens_are_not_discriminators() -> None:
+    params = default_model().params
+    spam = np.array([1.0, 0.0, 30.0, 0.0])
+    ham = np.array([0.0, 1.0, 0.0, 30.0])
+    logits = token_logits(spam, ham, 1900.0, 4100.0, params)
+    assert logits[0] == 0.0 and logits[1] == 0.0  # seen in one message: no evidence
+    assert logits[2] > 2.0 and logits[3] < -2.0
+
+
+def test_two_tokens_cannot_make_a_verdict() -> None:
+    model = default_model()
+    base = model.base
+    logits = token_logits(
+        base.spam.copy(), base.ham.copy(), base.spam_docs, base.ham_docs, model.params
+    )
+    strongest = base.hashes[np.argsort(-logits)[:2]]
+    assert model.score_hashes(np.sort(strongest)) < 0.5
+    assert model.score_hashes(np.zeros(0, np.uint32)) < 0.5  # no evidence at all: ham
+    # ... while a message with plenty of spam evidence still is spam
+    assert model.score_hashes(np.sort(base.hashes[np.argsort(-logits)[:40]])) > 0.9
+
+
+def test_params_round_trip_and_old_files() -> None:
+    params = Params(strength=0.3, prior=-0.5, a=2.0, b=-0.1)
+    assert Params.from_json(params.to_json()) == params
+    assert Params.from_json({"a": 1.0}) == Params(a=1.0)  # missing keys: defaults
+    with pytest.raises(ValueError):
+        Params.from_json({"prior": "x"})
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared spam corpus not available")
+def test_real_corpus_bar_all_seeds() -> None:
+    """The corpus bar: 5-fold AUC >= 0.995 and FPR <= 0.5 % at 0.5, seeds 0-2."""
+    from mailsac.spam.corpus import load_corpus
+    from mailsac.spam.evaluate import cross_validate
+
+    samples = load_corpus(CORPUS)
+    docs = [message_hashes(s.raw) for s in samples]
+    labels = [s.is_spam for s in samples]
+    for seed in (0, 1, 2):
+        result, _ = cross_validate(docs, labels, 5, seed)
+        assert result.auc >= 0.995 and result.fpr <= 0.005, (seed, result.line())
