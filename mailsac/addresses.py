@@ -48,8 +48,12 @@ def parse_settings(body: dict[str, Any]) -> dict[str, Any]:
         elif not isinstance(value, str) or len(value) > 2000:
             raise InvalidRequest(f"{name} must be a string of at most 2000 characters")
         elif name in _URL_SETTINGS:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            try:
+                parts = urlsplit(value)
+                valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+            except ValueError:  # e.g. an unbalanced "[" (an invalid IPv6 literal)
+                valid = False
+            if not valid:
                 raise InvalidRequest(f"{name} must be an http(s) URL")
         elif name == "forward":
             value = normalize_inbox(value)

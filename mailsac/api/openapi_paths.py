@@ -311,7 +311,8 @@ def _account_paths() -> Obj:
         "/api/inbox-search": {"get": _op(
             "searchAccountInbox", "Account", "Account mail matching a text",
             _json("At most 100 messages.", _schema("SearchedMessages")), params=("query",),
-            errors=(401, 503))},
+            errors={400: "The query contains a character that cannot be searched (NUL).",
+                    401: "", 503: ""})},
         "/api/spam-checks": {"post": _op(
             "checkSpam", "Spam", "Score a message given as to/from/subject/text",
             _json("Mailsac's classifier-server answer.", _schema("SpamCheck")),
@@ -333,7 +334,7 @@ def _account_paths() -> Obj:
         "/api/validations/addresses/{email}": {"get": _op(
             "validateAddress", "Validations", "Check one address",
             _json("The verdict.", _schema("Validation")), params=("candidate",),
-            errors=(401, 503))},
+            errors={401: "", 404: _NO_ROUTE, 503: ""})},
         "/api/validations/addresses": {"post": _op(
             "validateAddresses", "Validations", f"Check up to {MAX_VALIDATIONS} addresses",
             _list("One verdict per address, in order.", "Validation"),
@@ -399,7 +400,7 @@ def _admin_paths() -> Obj:
         "/api/mailstats/blacklist/{value}": {"get": _op(
             "mailstatsBlacklisted", "Mailstats", "Is this domain or IP deny-listed?",
             _json("The answer.", _schema("Blacklisted")), params=("value",),
-            errors=(401, 503))},
+            errors={401: "", 404: _NO_ROUTE, 503: ""})},
         "/api/admin/keys/{key_id}": {"delete": admin_op(
             "revokeApiKey", "Revoke an API key", _response("Revoked."), status="204",
             params=("key_id",), errors={400: "`key_id` is not an integer.",
@@ -413,6 +414,10 @@ def _admin_paths() -> Obj:
             description="Its stored mail becomes private to the account; idempotent for the "
             "same account.")},
     }
+
+
+_NO_ROUTE = ("No route matched: the value was empty or a dot-segment (`.`, `..`) that "
+             "URL normalisation removes.")
 
 
 def paths() -> Obj:

@@ -144,3 +144,14 @@ def test_custom_domain_catch_all_and_reserved_inside_it(server: ServerHandle) ->
         assert other.post(f"/api/domains/{domain}/delete-all-domain-mail").status_code == 403
         assert api.post(f"/api/domains/{domain}/delete-all-domain-mail").status_code == 204
         assert api.get(f"/api/domains/{domain}/messages").json() == []
+
+
+def test_malformed_webhook_urls_are_400(server: ServerHandle) -> None:
+    _, key = new_account(server)
+    address = unique_inbox()
+    with client(server, key) as api:
+        api.post(f"/api/addresses/{address}")
+        for url in ("https://M[0", "ftp://x.test/", "https://", "not a url", "http:///x"):
+            response = api.put(f"/api/addresses/{address}", json={"webhook": url})
+            assert response.status_code == 400, url
+            assert "http(s) URL" in response.json()["message"]

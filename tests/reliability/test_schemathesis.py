@@ -23,6 +23,7 @@ from mailsac.api.openapi import build_spec
 from tests.helpers import ServerHandle, new_account, start_server, stop_server
 
 schema = schemathesis.openapi.from_dict(build_spec())
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))  # per operation
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 
@@ -41,7 +42,7 @@ def fuzz_target(database_url: str) -> Iterator[tuple[ServerHandle, str]]:
 
 
 @schema.parametrize()
-@settings(max_examples=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "6")), deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case: schemathesis.Case,
                                     fuzz_target: tuple[ServerHandle, str]) -> None:
     handle, key = fuzz_target
