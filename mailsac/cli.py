@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailsac import __version__
 from mailsac.addresses import Addresses
 from mailsac.admin import Admin
+from mailsac.bench.cli import register as register_bench
 from mailsac.config import Settings, SettingsError, add_arguments, load_settings, usage_table
 from mailsac.directory import Directory
 from mailsac.errors import MailsacError
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     deny_sub.add_parser("list", help="show the deny-list")
 
     register_spam(sub)  # python -m mailsac spam train|score|eval (handlers take args only)
+    register_bench(sub)  # python -m mailsac bench (handler takes args only)
 
     domains = command("domains", "give custom domains to accounts", cmd_domains)
     domains_sub = domains.add_subparsers(dest="domains_command", required=True)
@@ -271,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "spam":  # offline tools: no settings, no database
+    if args.command in ("spam", "bench"):  # tools: no settings, no database of their own
         return int(args.handler(args))
     try:
         settings = load_settings(args=args)

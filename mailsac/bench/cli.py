@@ -1,0 +1,176 @@
+"""``python -m mailsac bench``: argument parsing and the entry point.
+
+Wire-up: ``register(subparsers)`` adds the ``bench`` command; it sets
+``args.handler(args) -> int`` and needs no settings or database of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mailsac.bench.scenarios import ALIASES, SCENARIOS, Scenario, get_scenario
+
+__all__ = ["handler", "options_from_args", "register"]
+
+EPILOG = """scenarios:
+""" + "\n".join(f"  {name:<6} {s.title}" for name, s in SCENARIOS.items()) + f"""
+  (aliases: {", ".join(f"{k}={v}" for k, v in ALIASES.items())})
+
+The target should run with generous limits, or the rate limiter is what gets measured:
+  MAILSAC_LIMITS=ip=0,network=0,sender_org=0,reply_to_org=0,rcpt_public=0,rcpt_private=0,\
+ip_connections=0
+  MAILSAC_PUBLIC_INBOX_LIMIT=1000000   (0 disables a limit; --spawn sets all of this)
+"""
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to ``subparsers`` (from ``ArgumentParser.add_subparsers()``)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "bench", help="load-test a mailsac deployment (SMTP flood + API latency)",
+        description="Flood a mailsac server over SMTP while probing its HTTP API; check "
+        "that every accepted message is retrievable; report throughput, latency and RSS.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="a", metavar="NAME",
+                   help="preset: a, b, c, d, mix, smoke (default: a)")
+    g = p.add_argument_group("workload (override the preset)")
+    g.add_argument("--messages", type=_positive, help="messages per run")
+    g.add_argument("--sessions", type=_positive, help="parallel SMTP sessions")
+    g.add_argument("--sizes", help="size mix, e.g. 4k or '4k:70,64k:25,1m:5'")
+    g.add_argument("--attachments", type=float, help="share of messages with an attachment")
+    g.add_argument("--per-session", type=_positive, help="messages per SMTP connection")
+    g.add_argument("--seed-messages", type=int, help="rows to bulk-load first (big store)")
+    g.add_argument("--raw-check", type=int, help="messages to compare byte for byte")
+    t = p.add_argument_group("target")
+    t.add_argument("--spawn", action="store_true",
+                   help="start a fresh local `python -m mailsac serve` and stop it at the end")
+    t.add_argument("--url", help="HTTP API base URL, e.g. http://127.0.0.1:8080")
+    t.add_argument("--smtp", type=_host_port, help="SMTP HOST:PORT, e.g. 127.0.0.1:2525")
+    t.add_argument("--key", help="an API key of the target")
+    t.add_argument("--pid", type=int, help="the target server's pid (for RSS/CPU sampling)")
+    t.add_argument("--database-url", help="the target's PostgreSQL (only to seed a store)")
+    t.add_argument("--data-dir", type=Path, help="the target's data dir (only to seed a store)")
+    t.add_argument("--allow-remote", action="store_true",
+                   help="allow a target that is not on this machine's loopback")
+    t.add_argument("--server-env", type=_env_pair, action="append", default=[],
+                   metavar="NAME=VALUE", help="extra environment for --spawn (repeatable)")
+    t.add_argument("--keep", action="store_true", help="keep the spawned server's data dir")
+    r = p.add_argument_group("run")
+    r.add_argument("--runs", type=_positive, default=1, help="repeat; report medians")
+    r.add_argument("--baseline", action="store_true",
+                   help="also flood a bare aiosmtpd discard server and report the ratio")
+    r.add_argument("--client-procs", type=_positive, default=1,
+                   help="client processes sharing the sessions (default 1)")
+    r.add_argument("--client-loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    r.add_argument("--idle-requests", type=_positive, default=400,
+                   help="idle-probe requests per run (half list, half get)")
+    r.add_argument("--probe-pause", type=float, default=0.01,
+                   help="seconds between probe requests during the flood")
+    r.add_argument("--max-seconds", type=float, default=900.0,
+                   help="stop sending after this long (per flood)")
+    r.add_argument("--seed", type=int, default=0, help="workload seed")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    o.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    """Validate ``args`` and build :class:`mailsac.bench.runner.Options` (ValueError if bad)."""
+    from mailsac.bench.runner import Options
+    from mailsac.bench.workload import SizeMix
+
+    base = get_scenario(args.scenario)
+    overrides = {name: getattr(args, name) for name in
+                 ("messages", "sessions", "sizes", "attachments", "per_session",
+                  "seed_messages", "raw_check") if getattr(args, name) is not None}
+    scenario = Scenario(**{**base.__dict__, **overrides})
+    SizeMix.parse(scenario.sizes)  # raises ValueError with a readable message
+    if not 0 <= scenario.attachments <= 1:
+        raise ValueError("--attachments must be between 0 and 1")
+    opts = Options(scenario=scenario, runs=args.runs, baseline=args.baseline, spawn=args.spawn,
+                   client_procs=args.client_procs, client_loop=args.client_loop,
+                   idle_requests=args.idle_requests, probe_pause=args.probe_pause,
+                   max_seconds=args.max_seconds, seed=args.seed, keep=args.keep,
+                   server_env=dict(args.server_env))
+    if args.spawn:
+        if args.url or args.smtp or args.key:
+            raise ValueError("--spawn starts its own server: drop --url/--smtp/--key")
+        return opts
+    if not (args.url and args.smtp and args.key):
+        raise ValueError("give --spawn, or all of --url, --smtp and --key")
+    opts.url, (opts.smtp_host, opts.smtp_port), opts.key = args.url, args.smtp, args.key
+    opts.pid, opts.database_url, opts.data_dir = args.pid, args.database_url or "", args.data_dir
+    hosts = {opts.smtp_host, urlsplit(args.url).hostname or ""}
+    if not args.allow_remote and not all(_is_loopback(h) for h in hosts):
+        raise ValueError(f"{', '.join(sorted(hosts))} is not loopback; pass --allow-remote "
+                         "to load-test another machine")
+    if scenario.seed_messages and not (opts.database_url and opts.data_dir):
+        raise ValueError("seeding a store needs --database-url and --data-dir (or --spawn)")
+    return opts
+
+
+def handler(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from mailsac.bench.report import Progress, render
+    from mailsac.bench.runner import run_bench
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        opts = options_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ui = Progress(enabled=False if args.no_progress else None)
+    try:
+        report = asyncio.run(run_bench(opts, ui))
+    except KeyboardInterrupt:
+        return 130
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text if args.json else render(report))
+    lost = report["summary"]["loss_total"]
+    return 1 if lost else 0
