@@ -89,6 +89,8 @@ def reconcile(server: ServerHandle, inbox: str, acked: dict[str, bytes]) -> int:
             assert raw.status_code == 200
             if token in acked:
                 assert raw.content.endswith(acked[token]), "a message is not intact"
+    print(f"reconciled {inbox}: {len(acked)} acknowledged, {len(stored)} stored, 0 lost, "
+          "0 duplicated")
     return len(stored)
 
 
@@ -115,6 +117,23 @@ def test_sigkill_mid_flood_loses_nothing_acknowledged(data_dir: Path, database_u
     try:
         total = reconcile(restarted, inbox, flood.acked)
         assert total >= len(flood.acked) >= 40
+    finally:
+        assert stop_server(restarted) == 0
+
+
+def test_sigterm_under_load_loses_nothing_acknowledged(data_dir: Path,
+                                                      database_url: str) -> None:
+    env = {"DATABASE_URL": database_url, **LIMITS}
+    handle = start_server(data_dir, env)
+    inbox = f"term-{uuid.uuid4().hex[:10]}@faults.test"
+    with Flood(handle, inbox) as flood:
+        flood.wait_for_acks(40)
+        handle.proc.send_signal(signal.SIGTERM)  # graceful shutdown in the middle of it
+        assert handle.proc.wait(60) == 0
+    restarted = start_server(data_dir, env)
+    try:
+        assert reconcile(restarted, inbox, flood.acked) >= 40
+        assert "mailsac stopped" in handle.log()
     finally:
         assert stop_server(restarted) == 0
 
