@@ -28,6 +28,7 @@ from mailsac.access import KeyAuthenticator
 from mailsac.account_mail import AccountMail
 from mailsac.addresses import Addresses
 from mailsac.admin import Admin
+from mailsac.analysis import Analyzer
 from mailsac.api.app import create_app
 from mailsac.api.context import ApiContext
 from mailsac.config import Settings
@@ -84,6 +85,7 @@ class Services:
     hub: MessageHub
     webhooks: WebhookDispatcher
     spam: SpamFeedback
+    analyzer: Analyzer
     gate: SenderGate
     loop_monitor: LoopMonitor
     smtp_port: int = 0
@@ -149,7 +151,8 @@ def build_services(settings: Settings, database_url: str) -> Services:
     hub = MessageHub()
     web_url = settings.public_url or f"http://{settings.bind}:{settings.http_port}"
     spam = SpamFeedback(engine)
-    delivery = Delivery(blobs, writer, hostname, directory, hub, web_url, spam.model)
+    analyzer = Analyzer(spam.model, settings.analysis_workers)
+    delivery = Delivery(blobs, writer, hostname, directory, hub, web_url, analyzer)
     gate = SenderGate(engine, parse_limit_overrides(settings.limits),
                       settings.throttle_max_entries)
     directory.also_reload.append(gate.reload)
@@ -188,7 +191,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
         mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
-        spam=spam, gate=gate, loop_monitor=loop_monitor,
+        spam=spam, gate=gate, loop_monitor=loop_monitor, analyzer=analyzer,
     )
     services.pop3 = build_pop3(services, settings)
     return services
@@ -222,6 +225,7 @@ async def start(services: Services) -> None:
             log.warning("create more with: python -m mailsac keys create --name NAME")
     await services.directory.start()
     await services.spam.load()
+    await services.analyzer.start()
     services.writer.start()
     services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
     if services.pop3 is not None:
@@ -268,6 +272,7 @@ async def stop(services: Services) -> None:
             task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)
     await services.writer.stop()
+    services.analyzer.stop()
     await services.webhooks.close()
     await services.directory.stop()
     await services.engine.dispose()

@@ -6,7 +6,6 @@ metadata rows are committed, so the SMTP layer may answer ``250`` exactly when i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import string
@@ -16,14 +15,13 @@ from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
+from mailsac.analysis import Analyzer
 from mailsac.directory import Directory, Route
 from mailsac.events import MessageStored
 from mailsac.forwarding.hub import MessageHub
 from mailsac.forwarding.payload import message_payload, slack_payload
-from mailsac.mime import ParsedMessage, parse_message
+from mailsac.mime import ParsedMessage
 from mailsac.policy import Recipient, parse_recipient
-from mailsac.spam import SpamModel
-from mailsac.spam_feedback import safe_score
 from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
 from mailsac.storage.webhooks import NewDelivery
 from mailsac.timeutil import now_ms
@@ -142,7 +140,7 @@ class Delivery:
 
     def __init__(
         self, blobs: BlobStore, writer: MetadataWriter, hostname: str, directory: Directory,
-        hub: MessageHub | None = None, web_url: str = "", spam_model: SpamModel | None = None,
+        hub: MessageHub | None = None, web_url: str = "", analyzer: Analyzer | None = None,
     ) -> None:
         self._blobs = blobs
         self._writer = writer
@@ -150,7 +148,7 @@ class Delivery:
         self._directory = directory
         self._hub = hub
         self._web_url = web_url.rstrip("/")
-        self._spam_model = spam_model
+        self._analyzer = analyzer or Analyzer(None, workers=0)
         self._listeners: list[Callable[[list[MessageRecord]], None]] = []
         #: Called after a commit that created webhook deliveries (wakes the dispatcher).
         self.on_new_deliveries: Callable[[], None] | None = None
@@ -158,12 +156,6 @@ class Delivery:
     def add_listener(self, listener: Callable[[list[MessageRecord]], None]) -> None:
         """Call ``listener(records)`` after each delivery commits (must not block)."""
         self._listeners.append(listener)
-
-    def _analyse(self, raw: bytes) -> tuple[ParsedMessage, float | None]:
-        parsed = parse_message(raw)
-        if self._spam_model is None:
-            return parsed, None
-        return parsed, safe_score(self._spam_model, raw, parsed)
 
     def _deliveries(self, record: MessageRecord, route: Route, parsed: ParsedMessage,
                     raw: bytes) -> list[NewDelivery]:
@@ -190,8 +182,8 @@ class Delivery:
         when = now_ms()
         blob_key = new_blob_key()
         raw = received_header(msg, self._hostname, blob_key[:16], when) + msg.content
-        # Parsing and scoring are CPU work: one worker-thread hop, off the event loop.
-        parsed, spam = await asyncio.to_thread(self._analyse, raw)
+        # Parsing and scoring are CPU work: done in worker processes, off the event loop.
+        parsed, spam = await self._analyzer.run(raw)
         routes = merge_routes(await self._directory.routes(msg.recipients))
         records = build_records(msg, parsed, routes, blob_key, len(raw), when, spam)
         deliveries = [d for record, route in zip(records, routes, strict=True)

@@ -14,22 +14,12 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailsac.mime import ParsedMessage
 from mailsac.spam import SpamModel, default_model
 from mailsac.storage.db import connect
 from mailsac.storage.messages import MessageRecord
 from mailsac.storage.models import spam_feedback
 
 log = logging.getLogger(__name__)
-
-
-def safe_score(model: SpamModel, raw: bytes, parsed: ParsedMessage) -> float | None:
-    """The spam score, or None if scoring failed (a message is never refused for that)."""
-    try:
-        return round(model.score(raw, parsed), 4)
-    except Exception:
-        log.exception("spam scoring failed; storing the message without a score")
-        return None
 
 
 class SpamFeedback:
