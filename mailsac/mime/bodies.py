@@ -6,6 +6,7 @@ import base64
 import html
 import re
 import urllib.parse
+from collections.abc import Callable
 
 import nh3
 
@@ -239,27 +240,43 @@ def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
     return value
 
 
-_CLEANER = nh3.Cleaner(
-    tags=_TAGS,
-    clean_content_tags={"script", "style", "title", "template", "noscript", "xmp"},
-    attributes=_ATTRS,
-    attribute_filter=_attribute_filter,
-    strip_comments=True,
-    link_rel="noopener noreferrer nofollow",
-    set_tag_attribute_values={"a": {"target": "_blank"}},
-    url_schemes={"http", "https", "mailto", "tel", "data"},
-    filter_style_properties=_STYLE_PROPERTIES,
-)
+def _remote_image_filter(tag: str, attr: str, value: str) -> str | None:
+    """Like :func:`_attribute_filter`, but ``<img src>`` may also be an http(s) URL."""
+    if tag == "img" and attr == "src":
+        lowered = value.strip().lower()
+        return value if lowered.startswith(("http://", "https://", "data:image/")) else None
+    return _attribute_filter(tag, attr, value)
 
 
-def sanitized_html(msg: ParsedMessage) -> str:
+def _cleaner(attribute_filter: Callable[[str, str, str], str | None]) -> nh3.Cleaner:
+    return nh3.Cleaner(
+        tags=_TAGS,
+        clean_content_tags={"script", "style", "title", "template", "noscript", "xmp"},
+        attributes=_ATTRS,
+        attribute_filter=attribute_filter,
+        strip_comments=True,
+        link_rel="noopener noreferrer nofollow",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        url_schemes={"http", "https", "mailto", "tel", "data"},
+        filter_style_properties=_STYLE_PROPERTIES,
+    )
+
+
+_CLEANER = _cleaner(_attribute_filter)
+_REMOTE_IMAGES_CLEANER = _cleaner(_remote_image_filter)
+
+
+def sanitized_html(msg: ParsedMessage, *, remote_images: bool = False) -> str:
     """``dirty_html`` with scripts, event handlers, resource-loading CSS and remote images
-    removed; links open in a new tab with rel="noopener noreferrer nofollow"."""
+    removed; links open in a new tab with rel="noopener noreferrer nofollow".
+
+    ``remote_images`` keeps http(s) image sources (the web viewer's opt-in variant).
+    """
     doc = dirty_html(msg)
     if not doc:
         return ""
     try:
-        return _CLEANER.clean(doc)
+        return (_REMOTE_IMAGES_CLEANER if remote_images else _CLEANER).clean(doc)
     except BaseException as exc:  # a Rust panic surfaces as a BaseException subclass
         if type(exc).__name__ != "PanicException":
             raise

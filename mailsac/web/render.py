@@ -1,7 +1,7 @@
 """Templates, their filters, and the one extra body rendering the viewer needs.
 
-The "remote images" body variant is :func:`mailsac.mime.sanitized_html`'s cleaner with one
-difference: ``<img src>`` may also be an ``http(s)`` URL. It is only produced when the
+The "remote images" body variant is :func:`mailsac.mime.sanitized_html` with
+``remote_images=True``: ``<img src>`` may also be an ``http(s)`` URL. It is only produced when the
 reader asks for it, and it is served with a sandboxing CSP that allows images and never
 scripts, so it is as inert as the default body apart from the images it loads.
 """
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import nh3
 from starlette.templating import Jinja2Templates
 
-from mailsac.mime import bodies, dirty_html, text_body
+from mailsac.mime import sanitized_html
 from mailsac.mime.parse import ParsedMessage
 from mailsac.timeutil import iso_ms
 
@@ -30,37 +29,9 @@ SPAM_THRESHOLD = 0.5
 _REMOTE_IMG = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*["']?\s*https?:""", re.IGNORECASE)
 
 
-def _remote_image_filter(tag: str, attr: str, value: str) -> str | None:
-    if tag == "img" and attr == "src":
-        lowered = value.strip().lower()
-        return value if lowered.startswith(("http://", "https://", "data:image/")) else None
-    return bodies._attribute_filter(tag, attr, value)
-
-
-_REMOTE_IMAGES_CLEANER = nh3.Cleaner(
-    tags=bodies._TAGS,
-    clean_content_tags={"script", "style", "title", "template", "noscript", "xmp"},
-    attributes=bodies._ATTRS,
-    attribute_filter=_remote_image_filter,
-    strip_comments=True,
-    link_rel="noopener noreferrer nofollow",
-    set_tag_attribute_values={"a": {"target": "_blank"}},
-    url_schemes={"http", "https", "mailto", "tel", "data"},
-    filter_style_properties=bodies._STYLE_PROPERTIES,
-)
-
-
 def html_with_remote_images(msg: ParsedMessage) -> str:
     """Sanitized HTML that keeps ``http(s)`` image sources (and nothing else more)."""
-    doc = dirty_html(msg)
-    if not doc:
-        return ""
-    try:
-        return _REMOTE_IMAGES_CLEANER.clean(doc)
-    except BaseException as exc:  # a Rust panic surfaces as a BaseException subclass
-        if type(exc).__name__ != "PanicException":
-            raise
-        return bodies.text_to_html(text_body(msg))
+    return sanitized_html(msg, remote_images=True)
 
 
 def has_remote_images(msg: ParsedMessage) -> bool:
