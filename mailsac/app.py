@@ -14,7 +14,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -261,21 +261,38 @@ async def start(services: Services) -> None:
              services.smtp_port, settings.bind, services.http_port)
 
 
-async def stop(services: Services) -> None:
-    if services.pop3 is not None:
-        await services.pop3.stop(services.settings.shutdown_grace)
-    await services.smtp.stop(services.settings.shutdown_grace)
+async def _step(name: str, action: Awaitable[Any]) -> None:
+    """One shutdown step: a failure is logged and the remaining steps still run."""
+    try:
+        await action
+    except Exception:
+        log.exception("shutdown step %r failed", name)
+
+
+async def _stop_tasks(services: Services) -> None:
     if services.http is not None:
         services.http.should_exit = True
     for task in services.tasks:
         if task.get_name() != "http":
             task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)
-    await services.writer.stop()
+
+
+async def _stop_analyzer(services: Services) -> None:
     services.analyzer.stop()
-    await services.webhooks.close()
-    await services.directory.stop()
-    await services.engine.dispose()
+
+
+async def stop(services: Services) -> None:
+    grace = services.settings.shutdown_grace
+    if services.pop3 is not None:
+        await _step("pop3", services.pop3.stop(grace))
+    await _step("smtp", services.smtp.stop(grace))
+    await _step("tasks", _stop_tasks(services))
+    await _step("metadata writer", services.writer.stop())
+    await _step("analysis workers", _stop_analyzer(services))
+    await _step("webhooks", services.webhooks.close())
+    await _step("directory", services.directory.stop())
+    await _step("database", services.engine.dispose())
     log.info("mailsac stopped")
 
 

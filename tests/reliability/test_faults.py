@@ -129,7 +129,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(data_dir: Path,
     with Flood(handle, inbox) as flood:
         flood.wait_for_acks(40)
         handle.proc.send_signal(signal.SIGTERM)  # graceful shutdown in the middle of it
-        assert handle.proc.wait(60) == 0
+        assert handle.proc.wait(60) == 0, handle.log()[-6000:]
     restarted = start_server(data_dir, env)
     try:
         assert reconcile(restarted, inbox, flood.acked) >= 40
