@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailsac.errors import StorageUnavailable, Unauthorized
+from mailsac.errors import Unauthorized
+from mailsac.storage.db import connect
 from mailsac.storage.keys import ApiKey, find_active_key, hash_key
-
-_DB_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError, asyncio.TimeoutError)
 
 
 class KeyAuthenticator:
@@ -44,11 +41,8 @@ class KeyAuthenticator:
         if cached is not None and cached[0] > now:
             found = cached[1]
         else:
-            try:
-                async with self._engine.connect() as conn:
-                    found = await find_active_key(conn, key)
-            except _DB_ERRORS as exc:
-                raise StorageUnavailable("the database is unavailable") from exc
+            async with connect(self._engine) as conn:  # StorageUnavailable if it is down
+                found = await find_active_key(conn, key)
             if len(self._cache) >= self._max_entries:
                 self._cache.clear()
             self._cache[digest] = (now + self._ttl, found)
