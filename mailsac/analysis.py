@@ -6,16 +6,26 @@ while they run. A process pool moves that work to the other cores. Only the toke
 come back: the spam score itself is computed in this process with the shared model, so
 online learning (which updates that model) applies to every new message.
 
+Messages waiting for a worker are sent in batches (like the metadata group commit): one
+pickle and one pipe round trip per batch instead of per message, measured with
+``python -m mailsac bench``. A worker returns the parsed message without its bodies,
+headers and attachment contents unless the caller asks for them (``full=True``, for
+webhook payloads): building records needs only the summary fields.
+
 If the pool cannot be used (``workers=0``, or a worker died) analysis runs in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import multiprocessing
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.spam import SpamModel
@@ -23,11 +33,43 @@ from mailsac.spam.bayes import HashArray, message_hashes
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 64
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # a batch of large messages is sent as soon as it fills
 
-def analyse(raw: bytes) -> tuple[ParsedMessage, HashArray]:
+Analysis = tuple[ParsedMessage, HashArray]
+
+
+def summary(parsed: ParsedMessage) -> ParsedMessage:
+    """``parsed`` without headers, bodies and attachment contents (cheap to pickle)."""
+    return dataclasses.replace(
+        parsed, headers=[], text=None, html=None,
+        attachments=[dataclasses.replace(a, data=b"") for a in parsed.attachments])
+
+
+def analyse(raw: bytes, full: bool = True) -> Analysis:
     """Parse a raw message and compute its spam token hashes (runs in a worker)."""
     parsed = parse_message(raw)
-    return parsed, message_hashes(raw, parsed)
+    hashes = message_hashes(raw, parsed)
+    return (parsed if full else summary(parsed)), hashes
+
+
+def analyse_batch(jobs: list[tuple[bytes, bool]]) -> list[Analysis | Exception]:
+    """:func:`analyse` for several messages; a failure is returned, not raised."""
+    results: list[Analysis | Exception] = []
+    for raw, full in jobs:
+        try:
+            results.append(analyse(raw, full))
+        except Exception as exc:  # one bad message must not fail its batch neighbours
+            results.append(exc)
+    return results
+
+
+@dataclass
+class _Job:
+    raw: bytes
+    full: bool
+    done: asyncio.Future[Analysis] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class Analyzer:
@@ -37,6 +79,13 @@ class Analyzer:
         self._model = model
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._waiting: deque[_Job] = deque()
+        self._in_flight = 0
+        # Batches sent but not answered: one running per worker plus one ready, so a
+        # worker never idles waiting for the next batch and batches still grow under load.
+        self._max_in_flight = workers + 1
+        self.batches = 0
+        self.messages = 0
 
     async def start(self) -> None:
         if self._workers <= 0:
@@ -58,19 +107,67 @@ class Analyzer:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    async def _hashes(self, raw: bytes) -> tuple[ParsedMessage, HashArray]:
-        if self._pool is not None:
-            try:
-                return await asyncio.get_running_loop().run_in_executor(self._pool, analyse,
-                                                                        raw)
-            except BrokenProcessPool:
-                log.error("an analysis worker died; analysing in threads from now on")
-                self._pool = None
-        return await asyncio.to_thread(analyse, raw)
+    def _dispatch(self) -> None:
+        """Send waiting jobs to the pool in batches (see ``_max_in_flight``)."""
+        pool = self._pool
+        while pool is not None and self._waiting and self._in_flight < self._max_in_flight:
+            batch: list[_Job] = []
+            size = 0
+            while self._waiting and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
+                job = self._waiting.popleft()
+                batch.append(job)
+                size += len(job.raw)
+            self._in_flight += 1
+            self.batches += 1
+            self.messages += len(batch)
+            future = asyncio.get_running_loop().run_in_executor(
+                pool, analyse_batch, [(job.raw, job.full) for job in batch])
+            future.add_done_callback(functools.partial(self._settle, batch))
 
-    async def run(self, raw: bytes) -> tuple[ParsedMessage, float | None]:
-        """The parsed message and its spam score (None if scoring failed)."""
-        parsed, hashes = await self._hashes(raw)
+    def _settle(self, jobs: list[_Job], future: asyncio.Future[list[Analysis | Exception]],
+                ) -> None:
+        self._in_flight -= 1
+        results: list[Analysis | Exception] | None = None
+        error: BaseException | None = None
+        if not future.cancelled():  # cancelled: the pool was shut down
+            error = future.exception()
+            results = future.result() if error is None else None
+        if isinstance(error, BrokenProcessPool) and self._pool is not None:
+            log.error("an analysis worker died; analysing in threads from now on")
+            self._pool = None
+        for index, job in enumerate(jobs):
+            if job.done.done():
+                continue
+            outcome = results[index] if results is not None else error
+            if outcome is None:
+                job.done.cancel()
+            elif isinstance(outcome, BaseException):
+                job.done.set_exception(outcome)
+            else:
+                job.done.set_result(outcome)
+        self._dispatch()
+        if self._pool is None:  # the pool is gone: whatever still waits goes to threads
+            while self._waiting:
+                job = self._waiting.popleft()
+                job.done.set_exception(BrokenProcessPool("analysis pool unavailable"))
+
+    async def _hashes(self, raw: bytes, full: bool) -> Analysis:
+        if self._pool is not None:
+            job = _Job(raw, full)
+            self._waiting.append(job)
+            self._dispatch()
+            try:
+                return await job.done
+            except BrokenProcessPool:
+                pass  # the pool broke under this job: analyse it here instead
+        return await asyncio.to_thread(analyse, raw, full)
+
+    async def run(self, raw: bytes, full: bool = False) -> tuple[ParsedMessage, float | None]:
+        """The parsed message and its spam score (None if scoring failed).
+
+        Without ``full`` the parsed message is a :func:`summary` (no bodies or headers).
+        """
+        parsed, hashes = await self._hashes(raw, full)
         if self._model is None:
             return parsed, None
         try:

@@ -131,7 +131,7 @@ class Settings:
     tls_key: str = _setting("", "MAILSAC_TLS_KEY", "PEM private key for STLS (empty = no TLS)")
     # -----------------------------------------------------------------------------------
     analysis_workers: int = _setting(
-        max(1, (os.cpu_count() or 1) - 1), "MAILSAC_ANALYSIS_WORKERS",
+        max(1, os.cpu_count() or 1), "MAILSAC_ANALYSIS_WORKERS",
         "worker processes that parse and tokenise incoming mail (0 = threads)")
     db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
     log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")

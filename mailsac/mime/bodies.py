@@ -42,6 +42,7 @@ class _TextOut:
         self.parts: list[str] = []
         self.newlines = 0
         self.space = False
+        self.length = 0  # characters of text so far (separators not counted)
 
     def _flush(self, leading_space: bool) -> None:
         if self.parts and self.newlines:
@@ -59,6 +60,7 @@ class _TextOut:
             return
         self._flush(chunk[0] == " ")
         self.parts.append(stripped)
+        self.length += len(stripped)
         self.space = chunk[-1] == " "
 
     def preformatted(self, chunk: str) -> None:
@@ -66,6 +68,7 @@ class _TextOut:
         if chunk:
             self._flush(False)
             self.parts.append(chunk.replace("\r\n", "\n"))
+            self.length += len(chunk)
 
     def breaks(self, count: int, additive: bool = False) -> None:
         self.newlines = self.newlines + count if additive else max(self.newlines, count)
@@ -74,11 +77,17 @@ class _TextOut:
         return "".join(self.parts).replace("\xa0", " ").strip()
 
 
-def html_to_text(doc: str) -> str:
-    """Strip tags (dropping script/style content), decode entities, keep line structure."""
+def html_to_text(doc: str, limit: int = 0) -> str:
+    """Strip tags (dropping script/style content), decode entities, keep line structure.
+
+    With ``limit``, stop once at least that many characters of text are collected (the
+    result then starts exactly like the full conversion).
+    """
     out = _TextOut()
     pos, end, pre = 0, len(doc), 0
     while pos < end:
+        if limit and out.length >= limit:
+            break
         lt = doc.find("<", pos)
         if lt < 0:
             lt = end

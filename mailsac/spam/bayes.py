@@ -152,6 +152,7 @@ class SpamModel:
         self._community = _Layer()
         self._accounts: dict[str, _Layer] = {}
         self._lock = threading.Lock()
+        self._logit_table: tuple[Params, npt.NDArray[np.float64], float] | None = None
 
     # -- persistence of the trained model --------------------------------------------
     @classmethod
@@ -172,7 +173,29 @@ class SpamModel:
         return SpamModel(self.base, self.params)
 
     # -- scoring -----------------------------------------------------------------------
+    def _base_logits(self, hashes: HashArray) -> npt.NDArray[np.float64]:
+        """Per-token logits from the base counts alone, looked up in a table built once
+        per parameter set (scoring is then one binary search and a gather)."""
+        cached = self._logit_table
+        if cached is None or cached[0] is not self.params:
+            base = self.base
+            table = token_logits(base.spam, base.ham, base.spam_docs, base.ham_docs,
+                                 self.params)
+            unknown = float(token_logits(np.zeros(1), np.zeros(1), base.spam_docs,
+                                         base.ham_docs, self.params)[0])
+            cached = self._logit_table = (self.params, table, unknown)
+        _, table, unknown = cached
+        size = self.base.hashes.size
+        if size == 0 or hashes.size == 0:
+            return np.full(hashes.size, unknown)
+        idx = np.searchsorted(self.base.hashes, hashes)
+        np.minimum(idx, size - 1, out=idx)
+        return np.where(self.base.hashes[idx] == hashes, table[idx], unknown)
+
     def _logit(self, hashes: HashArray, layers: tuple[_Layer, ...]) -> float:
+        if all(not layer.tokens and not any(layer.docs) for layer in layers):
+            logits = self._base_logits(hashes)
+            return self.params.a * mean_logit(logits, self.params) + self.params.b
         spam, ham = self.base.lookup(hashes)
         spam_docs, ham_docs = self.base.spam_docs, self.base.ham_docs
         for layer in layers:

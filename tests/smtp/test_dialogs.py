@@ -167,6 +167,40 @@ def test_pipelined_commands_after_data_are_answered(
     assert subjects == ["two", "one"]
 
 
+def test_pipelined_replies_keep_their_order_around_a_rejection(server: ServerHandle) -> None:
+    """2xx replies to pipelined commands may be sent together (RFC 2920 §3.2), but never
+    out of order, and a rejection in the middle flushes what was held before it."""
+    to = unique_inbox()
+    dialog = Dialog(server.smtp_port)
+    try:
+        assert dialog.reply()[0] == 220
+        assert dialog.cmd("EHLO c.test")[0] == 250
+        dialog.send(f"MAIL FROM:<a@example.org>\r\nRCPT TO:<bad>\r\nRCPT TO:<{to}>\r\n"
+                    "NOOP\r\nDATA\r\n")
+        assert [dialog.reply()[0] for _ in range(5)] == [250, 553, 250, 250, 354]
+        assert dialog.cmd(b"Subject: x\r\n\r\nx\r\n.\r\n")[0] == 250
+    finally:
+        dialog.close()
+
+
+def test_an_address_the_header_parser_chokes_on_is_malformed(server: ServerHandle) -> None:
+    texts = play(server, [("EHLO client.test", 250), ("MAIL FROM:<", 553),
+                          ("MAIL FROM:<a@example.org>", 250), ('RCPT TO:<"', 553)])
+    assert "malformed address" in texts[1] and "malformed address" in texts[3]
+
+
+def test_a_reply_is_not_held_for_an_incomplete_next_command(server: ServerHandle) -> None:
+    dialog = Dialog(server.smtp_port)
+    try:
+        assert dialog.reply()[0] == 220
+        dialog.send("EHLO c.test\r\nNO")  # the second line has not arrived yet
+        assert dialog.reply()[0] == 250
+        dialog.send("OP\r\n")
+        assert dialog.reply()[0] == 250
+    finally:
+        dialog.close()
+
+
 def test_multiple_recipients_land_once_in_each_inbox(
     server: ServerHandle, api: httpx.Client
 ) -> None:
