@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, cast, delete, func, select, true, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailsac.storage.models import messages
@@ -53,11 +55,38 @@ class MessageRecord:
 
 _FIELD_NAMES = tuple(f.name for f in fields(MessageRecord))
 _COLUMNS = [messages.c[name] for name in _FIELD_NAMES]
+_IS_JSONB = tuple(isinstance(column.type, JSONB) for column in _COLUMNS)
 
 
 async def insert_messages(conn: AsyncConnection, records: Sequence[MessageRecord]) -> None:
-    if records:
-        await conn.execute(messages.insert(), [r.as_row() for r in records])
+    """Insert rows with PostgreSQL's binary COPY, in the caller's transaction.
+
+    The group-commit writer's hot path: COPY skips building and binding a multi-row
+    INSERT (the largest share of a commit's CPU in this process under a flood). JSONB
+    values are passed as JSON text, as SQLAlchemy's own codec expects (``None`` becomes
+    JSON ``null``, exactly as an INSERT through SQLAlchemy stores it).
+    """
+    if not records:
+        return
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter opens its transaction at the first statement; COPY
+        # on the bare driver must not run (and commit) outside the caller's transaction.
+        await conn.exec_driver_sql("SELECT 1")
+        if not driver.is_in_transaction():
+            raise RuntimeError("insert_messages must run inside a transaction")
+    rows = [
+        tuple(json.dumps(value, separators=(",", ":")) if json_column else value
+              for value, json_column in zip(_values(record), _IS_JSONB, strict=True))
+        for record in records
+    ]
+    await driver.copy_records_to_table("messages", records=rows, columns=_FIELD_NAMES)
+
+
+def _values(record: MessageRecord) -> tuple[Any, ...]:
+    return tuple(getattr(record, name) for name in _FIELD_NAMES)
 
 
 Condition = ColumnElement[bool]

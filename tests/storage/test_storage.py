@@ -131,3 +131,38 @@ async def test_list_query_uses_the_inbox_index(engine: AsyncEngine) -> None:
             "EXPLAIN SELECT * FROM messages WHERE inbox = 'a@b.test' "
             "ORDER BY received DESC, id DESC LIMIT 20")))
     assert "ix_messages_inbox_received" in plan
+
+
+async def test_copy_insert_stores_what_an_insert_statement_stores(engine: AsyncEngine) -> None:
+    """insert_messages uses COPY: every column, JSONB values and SQL/JSON nulls included,
+    must come out exactly as a plain INSERT through SQLAlchemy stores them."""
+    from sqlalchemy import select, text
+
+    from mailsac.storage.models import messages
+
+    copied = _records(new_blob_key(), "copy@writer.test", "copy2@writer.test")
+    inserted = [r.__class__(**{**r.as_row(), "id": r.id + "i", "inbox": "ins@writer.test"})
+                for r in _records(new_blob_key(), "x@writer.test")]
+    async with engine.begin() as conn:
+        await queries.insert_messages(conn, copied)
+        await conn.execute(messages.insert(), [r.as_row() for r in inserted])
+    async with engine.connect() as conn:
+        for record in [*copied, *inserted]:
+            assert await queries.get_by_id(conn, record.id) == record
+        kinds = (await conn.execute(text(
+            "SELECT DISTINCT jsonb_typeof(attachments), message_id IS NULL, spam IS NULL "
+            "FROM messages WHERE id = ANY(:ids)"),
+            {"ids": [r.id for r in [*copied, *inserted]]})).all()
+        assert len(kinds) == 1  # COPY and INSERT agree on JSON null vs SQL NULL
+        assert (await conn.execute(select(messages.c.links).where(
+            messages.c.id == copied[0].id))).scalar_one() == copied[0].links
+
+
+async def test_copy_insert_is_part_of_the_callers_transaction(engine: AsyncEngine) -> None:
+    (record,) = _records(new_blob_key(), "rolledback@writer.test")
+    with pytest.raises(RuntimeError, match="roll back"):
+        async with engine.begin() as conn:
+            await queries.insert_messages(conn, [record])
+            raise RuntimeError("roll back")
+    async with engine.connect() as conn:
+        assert await queries.get_by_id(conn, record.id) is None
