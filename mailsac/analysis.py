@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # a batch of large messages is sent as soon as it fills
+LARGE_MESSAGE = 64 * 1024  # from this size on a message may go to any worker (see Analyzer)
 
 Analysis = tuple[ParsedMessage, HashArray]
 
@@ -72,18 +73,31 @@ class _Job:
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+@dataclass
+class _Lane:
+    """One worker process with its own queue: up to two batches sent (one running, one
+    ready, so the worker never idles between batches while batches still grow)."""
+
+    pool: ProcessPoolExecutor
+    waiting: deque[_Job] = field(default_factory=deque)
+    in_flight: int = 0
+    queued_bytes: int = 0  # waiting and in flight
+
+
 class Analyzer:
-    """Runs :func:`analyse` in a process pool and scores the result with ``model``."""
+    """Runs :func:`analyse` in worker processes and scores the result with ``model``.
+
+    Each worker is a *lane*. Small messages all go to the first lane: their analysis costs
+    about as much CPU as the rest of their handling in this process, so on a small machine
+    one worker plus the event loop already fill the cores, and a second busy worker would
+    only take CPU from the loop (measured with ``python -m mailsac bench``). Large
+    messages, where this process has little to do per byte, go to the least-loaded lane.
+    """
 
     def __init__(self, model: SpamModel | None, workers: int) -> None:
         self._model = model
         self._workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._waiting: deque[_Job] = deque()
-        self._in_flight = 0
-        # Batches sent but not answered: one running per worker plus one ready, so a
-        # worker never idles waiting for the next batch and batches still grow under load.
-        self._max_in_flight = workers + 1
+        self._lanes: list[_Lane] = []
         self.batches = 0
         self.messages = 0
 
@@ -91,75 +105,84 @@ class Analyzer:
         if self._workers <= 0:
             return
         # "spawn": forking a process that already runs threads and an event loop is unsafe.
-        self._pool = ProcessPoolExecutor(self._workers,
-                                         mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("spawn")
+        lanes = [_Lane(ProcessPoolExecutor(1, mp_context=context))
+                 for _ in range(self._workers)]
         try:  # warm up: import and load in every worker before the first message
             await asyncio.gather(*(
-                asyncio.get_running_loop().run_in_executor(self._pool, analyse, b"\r\n")
-                for _ in range(self._workers)))
+                asyncio.get_running_loop().run_in_executor(lane.pool, analyse, b"\r\n")
+                for lane in lanes))
         except Exception:
             log.exception("analysis workers could not start; analysing in threads")
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            for lane in lanes:
+                lane.pool.shutdown(wait=False, cancel_futures=True)
+            return
+        self._lanes = lanes
 
     def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop the workers; messages still waiting for one are analysed in threads."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            lane.pool.shutdown(wait=False, cancel_futures=True)
+            while lane.waiting:
+                lane.waiting.popleft().done.set_exception(
+                    BrokenProcessPool("analysis workers stopped"))
 
-    def _dispatch(self) -> None:
-        """Send waiting jobs to the pool in batches (see ``_max_in_flight``)."""
-        pool = self._pool
-        while pool is not None and self._waiting and self._in_flight < self._max_in_flight:
+    def _lane_for(self, size: int) -> _Lane:
+        if size < LARGE_MESSAGE or len(self._lanes) == 1:
+            return self._lanes[0]
+        return min(self._lanes, key=lambda lane: lane.queued_bytes)
+
+    def _dispatch(self, lane: _Lane) -> None:
+        """Send the lane's waiting jobs to its worker in batches."""
+        while lane.waiting and lane.in_flight < 2 and lane in self._lanes:
             batch: list[_Job] = []
             size = 0
-            while self._waiting and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
-                job = self._waiting.popleft()
+            while lane.waiting and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
+                job = lane.waiting.popleft()
                 batch.append(job)
                 size += len(job.raw)
-            self._in_flight += 1
+            lane.in_flight += 1
             self.batches += 1
             self.messages += len(batch)
             future = asyncio.get_running_loop().run_in_executor(
-                pool, analyse_batch, [(job.raw, job.full) for job in batch])
-            future.add_done_callback(functools.partial(self._settle, batch))
+                lane.pool, analyse_batch, [(job.raw, job.full) for job in batch])
+            future.add_done_callback(functools.partial(self._settle, lane, batch, size))
 
-    def _settle(self, jobs: list[_Job], future: asyncio.Future[list[Analysis | Exception]],
-                ) -> None:
-        self._in_flight -= 1
+    def _settle(self, lane: _Lane, jobs: list[_Job], size: int,
+                future: asyncio.Future[list[Analysis | Exception]]) -> None:
+        lane.in_flight -= 1
+        lane.queued_bytes -= size
         results: list[Analysis | Exception] | None = None
-        error: BaseException | None = None
-        if not future.cancelled():  # cancelled: the pool was shut down
-            error = future.exception()
-            results = future.result() if error is None else None
-        if isinstance(error, BrokenProcessPool) and self._pool is not None:
+        error: BaseException = BrokenProcessPool("analysis workers stopped")
+        if not future.cancelled():  # cancelled: the pool was shut down (see stop)
+            error = future.exception() or error
+            results = future.result() if future.exception() is None else None
+        if results is None and isinstance(error, BrokenProcessPool) and self._lanes:
             log.error("an analysis worker died; analysing in threads from now on")
-            self._pool = None
+            self.stop()
         for index, job in enumerate(jobs):
             if job.done.done():
                 continue
             outcome = results[index] if results is not None else error
-            if outcome is None:
-                job.done.cancel()
-            elif isinstance(outcome, BaseException):
+            if isinstance(outcome, BaseException):
                 job.done.set_exception(outcome)
             else:
                 job.done.set_result(outcome)
-        self._dispatch()
-        if self._pool is None:  # the pool is gone: whatever still waits goes to threads
-            while self._waiting:
-                job = self._waiting.popleft()
-                job.done.set_exception(BrokenProcessPool("analysis pool unavailable"))
+        if lane in self._lanes:
+            self._dispatch(lane)
 
     async def _hashes(self, raw: bytes, full: bool) -> Analysis:
-        if self._pool is not None:
+        if self._lanes:
             job = _Job(raw, full)
-            self._waiting.append(job)
-            self._dispatch()
+            lane = self._lane_for(len(raw))
+            lane.waiting.append(job)
+            lane.queued_bytes += len(raw)
+            self._dispatch(lane)
             try:
                 return await job.done
             except BrokenProcessPool:
-                pass  # the pool broke under this job: analyse it here instead
+                pass  # the worker died under this job: analyse it here instead
         return await asyncio.to_thread(analyse, raw, full)
 
     async def run(self, raw: bytes, full: bool = False) -> tuple[ParsedMessage, float | None]:

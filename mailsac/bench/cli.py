@@ -150,6 +150,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
 def handler(args: argparse.Namespace) -> int:
     import asyncio
     import logging
+    import os
+    import signal
 
     from mailsac.bench.report import Progress, render
     from mailsac.bench.runner import run_bench
@@ -161,6 +163,8 @@ def handler(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ui = Progress(enabled=False if args.no_progress else None)
+    # SIGTERM stops the run like Ctrl-C does: the spawned servers are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
         report = asyncio.run(run_bench(opts, ui))
     except KeyboardInterrupt:

@@ -55,12 +55,13 @@ async def test_a_dead_worker_falls_back_to_threads() -> None:
     analyzer = Analyzer(default_model(), workers=1)
     await analyzer.start()
     try:
-        assert analyzer._pool is not None
-        for pid in list(analyzer._pool._processes):  # type: ignore[attr-defined]
-            os.kill(pid, signal.SIGKILL)
+        assert analyzer._lanes
+        for lane in analyzer._lanes:
+            for pid in list(lane.pool._processes):  # type: ignore[attr-defined]
+                os.kill(pid, signal.SIGKILL)
         results = await asyncio.gather(*(analyzer.run(_message(i)) for i in range(5)))
         assert [parsed.subject for parsed, _ in results] == [f"message {i}" for i in range(5)]
-        assert analyzer._pool is None
+        assert not analyzer._lanes
         again, _ = await analyzer.run(_message(9))
         assert again.subject == "message 9"
     finally:
@@ -73,3 +74,33 @@ async def test_without_workers_analysis_runs_in_threads() -> None:
     parsed, score = await analyzer.run(_message(3))
     assert parsed.subject == "message 3" and score is not None
     assert analyzer.batches == 0
+
+
+async def test_small_mail_stays_on_one_worker_and_large_mail_spreads() -> None:
+    analyzer = Analyzer(None, workers=2)
+    await analyzer.start()
+    try:
+        first, second = analyzer._lanes
+        small = [asyncio.ensure_future(analyzer.run(_message(i))) for i in range(20)]
+        await asyncio.sleep(0)  # the jobs are queued on a lane now
+        assert first.queued_bytes > 0 and second.queued_bytes == 0
+        big_body = b"Subject: big\r\n\r\n" + b"word " * 40_000  # 200 KB
+        large = [asyncio.ensure_future(analyzer.run(big_body)) for _ in range(6)]
+        await asyncio.sleep(0)
+        assert second.queued_bytes > 0
+        results = await asyncio.gather(*small, *large)
+        assert [p.subject for p, _ in results[:20]] == [f"message {i}" for i in range(20)]
+        assert all(p.subject == "big" for p, _ in results[20:])
+        assert first.queued_bytes == second.queued_bytes == 0
+    finally:
+        analyzer.stop()
+
+
+async def test_stopping_hands_waiting_messages_to_threads() -> None:
+    analyzer = Analyzer(None, workers=1)
+    await analyzer.start()
+    jobs = [asyncio.ensure_future(analyzer.run(_message(i))) for i in range(30)]
+    await asyncio.sleep(0)
+    analyzer.stop()
+    results = await asyncio.gather(*jobs)
+    assert [p.subject for p, _ in results] == [f"message {i}" for i in range(30)]
