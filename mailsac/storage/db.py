@@ -86,6 +86,10 @@ def is_unavailable(exc: BaseException) -> bool:
     """True for "cannot reach / lost the database" errors (not for bugs such as bad SQL)."""
     if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError)):
         return True
+    # Raw driver errors (the COPY in insert_messages bypasses SQLAlchemy's wrapping).
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                        asyncpg.CannotConnectNowError)):
+        return True
     if isinstance(exc, DBAPIError):
         orig = getattr(exc, "orig", None)
         return exc.connection_invalidated or isinstance(

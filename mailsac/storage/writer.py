@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -117,7 +118,8 @@ class MetadataWriter:
                 async with self._engine.begin() as conn:
                     await insert_messages(conn, records)
                     await insert_deliveries(conn, deliveries)
-        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        except (TimeoutError, SQLAlchemyError, OSError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:  # (raw asyncpg errors come from the COPY)
             log.error("metadata commit of %d rows failed: %s", len(records), exc)
             if self.journal is not None and is_unavailable(exc):
                 error = await self._journal(records, deliveries)

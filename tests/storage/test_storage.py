@@ -166,3 +166,15 @@ async def test_copy_insert_is_part_of_the_callers_transaction(engine: AsyncEngin
             raise RuntimeError("roll back")
     async with engine.connect() as conn:
         assert await queries.get_by_id(conn, record.id) is None
+
+
+def test_raw_driver_connection_errors_count_as_unavailable() -> None:
+    """The COPY raises asyncpg's own exceptions; lost connections must still be journaled."""
+    import asyncpg
+
+    from mailsac.storage.db import is_unavailable
+
+    assert is_unavailable(asyncpg.exceptions.ConnectionDoesNotExistError("gone"))
+    assert is_unavailable(asyncpg.InterfaceError("connection is closed"))
+    assert is_unavailable(asyncpg.CannotConnectNowError("starting up"))
+    assert not is_unavailable(asyncpg.exceptions.UniqueViolationError("duplicate key"))
