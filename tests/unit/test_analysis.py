@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from mailsac.analysis import Analyzer, analyse
+from mailsac.analysis import WORKER_NICENESS, Analyzer, analyse
 from mailsac.spam import default_model
 
 
@@ -104,3 +104,15 @@ async def test_stopping_hands_waiting_messages_to_threads() -> None:
     analyzer.stop()
     results = await asyncio.gather(*jobs)
     assert [p.subject for p, _ in results] == [f"message {i}" for i in range(30)]
+
+
+async def test_workers_run_at_a_lower_priority_than_the_event_loop() -> None:
+    analyzer = Analyzer(None, workers=1)
+    await analyzer.start()
+    try:
+        (lane,) = analyzer._lanes
+        (pid,) = lane.pool._processes  # type: ignore[attr-defined]
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, own + WORKER_NICENESS)
+    finally:
+        analyzer.stop()
