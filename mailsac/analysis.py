@@ -167,18 +167,18 @@ class Analyzer:
                 future: asyncio.Future[list[Analysis | Exception]]) -> None:
         lane.in_flight -= 1
         lane.queued_bytes -= size
-        results: list[Analysis | Exception] | None = None
-        error: BaseException = BrokenProcessPool("analysis workers stopped")
-        if not future.cancelled():  # cancelled: the pool was shut down (see stop)
-            error = future.exception() or error
-            results = future.result() if future.exception() is None else None
-        if results is None and isinstance(error, BrokenProcessPool) and self._lanes:
+        error: BaseException | None
+        if future.cancelled():  # the pool was shut down (see stop)
+            error = BrokenProcessPool("analysis workers stopped")
+        else:
+            error = future.exception()
+        if isinstance(error, BrokenProcessPool) and self._lanes:
             log.error("an analysis worker died; analysing in threads from now on")
             self.stop()
-        for index, job in enumerate(jobs):
+        results = future.result() if error is None else [error] * len(jobs)
+        for job, outcome in zip(jobs, results, strict=True):
             if job.done.done():
                 continue
-            outcome = results[index] if results is not None else error
             if isinstance(outcome, BaseException):
                 job.done.set_exception(outcome)
             else:

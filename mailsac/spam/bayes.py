@@ -185,12 +185,10 @@ class SpamModel:
                                          base.ham_docs, self.params)[0])
             cached = self._logit_table = (self.params, table, unknown)
         _, table, unknown = cached
-        size = self.base.hashes.size
-        if size == 0 or hashes.size == 0:
+        if self.base.hashes.size == 0:
             return np.full(hashes.size, unknown)
-        idx = np.searchsorted(self.base.hashes, hashes)
-        np.minimum(idx, size - 1, out=idx)
-        return np.where(self.base.hashes[idx] == hashes, table[idx], unknown)
+        idx, found = self.base.positions(hashes)
+        return np.where(found, table[idx], unknown)
 
     def _logit(self, hashes: HashArray, layers: tuple[_Layer, ...]) -> float:
         if all(not layer.tokens and not any(layer.docs) for layer in layers):

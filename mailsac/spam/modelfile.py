@@ -44,13 +44,22 @@ class Counts:
         self, hashes: npt.NDArray[np.uint32]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Fresh (writable) spam and ham counts of ``hashes``; 0 for unknown tokens."""
+        idx, found = self.positions(hashes)
+        if idx.size == 0 or self.hashes.size == 0:
+            return np.zeros(hashes.size), np.zeros(hashes.size)
+        return np.where(found, self.spam[idx], 0.0), np.where(found, self.ham[idx], 0.0)
+
+    def positions(
+        self, hashes: npt.NDArray[np.uint32]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+        """For each of ``hashes``: an index into the count arrays, and whether the token is
+        really there (an unknown token gets a valid index and ``False``)."""
         size = self.hashes.size
         if size == 0 or hashes.size == 0:
-            return np.zeros(hashes.size), np.zeros(hashes.size)
+            return np.zeros(hashes.size, dtype=np.intp), np.zeros(hashes.size, dtype=bool)
         idx = np.searchsorted(self.hashes, hashes)
         np.minimum(idx, size - 1, out=idx)
-        found = self.hashes[idx] == hashes
-        return np.where(found, self.spam[idx], 0.0), np.where(found, self.ham[idx], 0.0)
+        return idx, self.hashes[idx] == hashes
 
 
 def _compact(values: npt.NDArray[np.float64]) -> npt.NDArray[np.generic]:
