@@ -75,14 +75,14 @@ class MailsacSMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parser, with a fast path for a plain ``<local@domain>``.
 
-        Input the full parser crashes on (e.g. ``"<"`` alone) is a malformed address (553),
+        Input the full parser crashes on (``"<"``, ``"<a@["``) is a malformed address (553),
         not an internal error (554)."""
         match = _SIMPLE_PATH.match(arg)
         rest = arg[match.end():] if match is not None else ""
         if match is None or "(" in rest:  # comments after the path: the full parser
             try:
                 return super()._getaddr(arg)
-            except (IndexError, ValueError):  # the e-mail header parser trips on some input
+            except Exception:  # the e-mail header parser crashes on some input ("<a@[")
                 return None, None  # aiosmtpd answers "553 5.1.3 malformed address"
         if self.local_part_limit and len(match.group(1)) > self.local_part_limit:
             return None, None
