@@ -12,6 +12,9 @@ pickle and one pipe round trip per batch instead of per message, measured with
 headers and attachment contents unless the caller asks for them (``full=True``, for
 webhook payloads): building records needs only the summary fields.
 
+A large message is not sent at all: the worker gets the path of its committed blob and
+reads the file itself, so no pickled copy of it exists in this process.
+
 If the pool cannot be used (``workers=0``, or a worker died) analysis runs in a thread.
 """
 
@@ -27,6 +30,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.spam import SpamModel
@@ -40,6 +44,7 @@ LARGE_MESSAGE = 64 * 1024  # from this size on a message may go to any worker (s
 WORKER_NICENESS = 10
 
 Analysis = tuple[ParsedMessage, HashArray]
+Source = bytes | str  # the raw message, or the path of a file holding it
 
 
 def summary(parsed: ParsedMessage) -> ParsedMessage:
@@ -49,14 +54,16 @@ def summary(parsed: ParsedMessage) -> ParsedMessage:
         attachments=[dataclasses.replace(a, data=b"") for a in parsed.attachments])
 
 
-def analyse(raw: bytes, full: bool = True) -> Analysis:
-    """Parse a raw message and compute its spam token hashes (runs in a worker)."""
+def analyse(source: Source, full: bool = True) -> Analysis:
+    """Parse a raw message (or the file at path ``source``) and compute its spam token
+    hashes (runs in a worker)."""
+    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
     parsed = parse_message(raw)
     hashes = message_hashes(raw, parsed)
     return (parsed if full else summary(parsed)), hashes
 
 
-def analyse_batch(jobs: list[tuple[bytes, bool]]) -> list[Analysis | Exception]:
+def analyse_batch(jobs: list[tuple[Source, bool]]) -> list[Analysis | Exception]:
     """:func:`analyse` for several messages; a failure is returned, not raised."""
     results: list[Analysis | Exception] = []
     for raw, full in jobs:
@@ -71,7 +78,13 @@ def _lower_priority() -> None:
     """Worker start-up: when the workers and the event loop both want the CPU, the loop
     (SMTP replies, API requests) goes first. Measured on 2 cores with ten concurrent
     20 MB messages: list-inbox p99 during the flood 107–144 ms -> 44–84 ms, for about 20 %
-    less intake of such mail; 4 KB floods unchanged within noise."""
+    less intake of such mail; 4 KB floods unchanged within noise.
+
+    Also: the worker dies with the service, however the service dies (no orphans)."""
+    from mailsac.childproc import die_with_parent
+
+    parent = multiprocessing.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # not allowed here: run at normal priority
@@ -80,8 +93,9 @@ def _lower_priority() -> None:
 
 @dataclass
 class _Job:
-    raw: bytes
+    raw: Source
     full: bool
+    size: int
     done: asyncio.Future[Analysis] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -155,7 +169,7 @@ class Analyzer:
             while lane.waiting and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
                 job = lane.waiting.popleft()
                 batch.append(job)
-                size += len(job.raw)
+                size += job.size
             lane.in_flight += 1
             self.batches += 1
             self.messages += len(batch)
@@ -186,12 +200,12 @@ class Analyzer:
         if lane in self._lanes:
             self._dispatch(lane)
 
-    async def _hashes(self, raw: bytes, full: bool) -> Analysis:
+    async def _hashes(self, raw: Source, full: bool, size: int) -> Analysis:
         if self._lanes:
-            job = _Job(raw, full)
-            lane = self._lane_for(len(raw))
+            job = _Job(raw, full, size)
+            lane = self._lane_for(size)
             lane.waiting.append(job)
-            lane.queued_bytes += len(raw)
+            lane.queued_bytes += size
             self._dispatch(lane)
             try:
                 return await job.done
@@ -199,12 +213,20 @@ class Analyzer:
                 pass  # the worker died under this job: analyse it here instead
         return await asyncio.to_thread(analyse, raw, full)
 
-    async def run(self, raw: bytes, full: bool = False) -> tuple[ParsedMessage, float | None]:
+    async def run(self, raw: bytes | Path, full: bool = False,
+                  size: int | None = None) -> tuple[ParsedMessage, float | None]:
         """The parsed message and its spam score (None if scoring failed).
 
-        Without ``full`` the parsed message is a :func:`summary` (no bodies or headers).
+        ``raw`` is the message or the path of a file holding it (then pass its ``size``:
+        it decides the lane, and nothing is read here). Without ``full`` the parsed message
+        is a :func:`summary` (no bodies or headers).
         """
-        parsed, hashes = await self._hashes(raw, full)
+        if isinstance(raw, Path):
+            source: Source = str(raw)
+            length = size if size is not None else 0
+        else:
+            source, length = raw, len(raw)
+        parsed, hashes = await self._hashes(source, full, length)
         if self._model is None:
             return parsed, None
         try:

@@ -2,6 +2,11 @@
 
 ``deliver()`` returns only after the raw bytes are fsynced in the blob directory *and* the
 metadata rows are committed, so the SMTP layer may answer ``250`` exactly when it returns.
+
+Small messages arrive as bytes. Large ones arrive *spooled* (:mod:`mailsac.spool`): already
+in the blob's temp file, which ``deliver()`` commits and which the analysis worker reads by
+path, so no copy of a large message is held in this process. Only webhook payloads and
+forwarded copies need the bytes again; they read them back from the blob.
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
+from pathlib import Path
 from urllib.parse import quote
 
 from mailsac.analysis import Analyzer
 from mailsac.directory import Directory, Route
 from mailsac.events import MessageStored
 from mailsac.forwarding.hub import MessageHub
-from mailsac.forwarding.payload import message_payload, slack_payload
+from mailsac.forwarding.payload import encode_json, encode_message_payload, slack_payload
 from mailsac.mime import ParsedMessage
 from mailsac.policy import Recipient, parse_recipient
+from mailsac.spool import Spool, Spooled
 from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
 from mailsac.storage.webhooks import NewDelivery
 from mailsac.timeutil import now_ms
@@ -58,6 +65,7 @@ class InboundMessage:
     client_helo: str
     via: str  # the address of ours the client connected to
     tls: bool = False
+    spooled: Spooled | None = None  # large mail: the bytes are in this draft, content is b""
 
 
 def received_header(
@@ -165,15 +173,28 @@ class Delivery:
         """Call ``listener(records)`` after each delivery commits (must not block)."""
         self._listeners.append(listener)
 
-    async def _analyse(self, raw: bytes, routes: list[Route]) -> tuple[ParsedMessage,
-                                                                      float | None]:
+    async def _analyse(self, raw: bytes | Path, routes: list[Route],
+                       size: int | None = None) -> tuple[ParsedMessage, float | None]:
         """Parsing and scoring are CPU work: done in worker processes, off the event loop.
-        Bodies and headers come back only when a webhook payload needs them."""
+        Bodies and headers come back only when a webhook payload needs them. ``raw`` is
+        the message or the path of its (committed) blob."""
         full = self._needs_webhook(routes)
-        parsed, spam = await self._analyzer.run(raw, full=full)
+        parsed, spam = await self._analyzer.run(raw, full=full, size=size)
         if not full and self._needs_webhook(routes):  # a webhook was set up meanwhile
-            parsed, spam = await self._analyzer.run(raw, full=True)
+            parsed, spam = await self._analyzer.run(raw, full=True, size=size)
         return parsed, spam
+
+    def spool(self, msg: InboundMessage) -> Spool:
+        """A spool for the DATA of ``msg`` (its content not here yet): if it spills, the
+        blob's temp file starts with our Received header, dated when spilling began."""
+
+        async def start() -> Spooled:
+            key, when = new_blob_key(), now_ms()
+            header = received_header(msg, self._hostname, key[:16], when)
+            draft = await self._blobs.open_draft(key, header)
+            return Spooled(draft, when, len(header))
+
+        return Spool(start)
 
     def _needs_webhook(self, routes: list[Route]) -> bool:
         addresses = self._directory.addresses
@@ -184,26 +205,33 @@ class Delivery:
                     return True
         return False
 
-    def _deliveries(self, record: MessageRecord, route: Route, parsed: ParsedMessage,
-                    raw: bytes) -> list[NewDelivery]:
+    async def _deliveries(self, records: list[MessageRecord], routes: list[Route],
+                          parsed: ParsedMessage, raw: bytes) -> list[NewDelivery]:
+        """The webhook/Slack deliveries the recipients' address settings ask for."""
         found: list[NewDelivery] = []
-        payload: dict[str, object] | None = None
-        for address in route.notify:
-            settings = self._directory.addresses.get(address)
-            if settings is None:
-                continue
-            if settings.webhook:
-                payload = payload or message_payload(record, parsed, raw)
-                found.append(NewDelivery(record.id, address, "webhook", settings.webhook,
-                                         payload))
-            if settings.webhook_slack:
-                link = f"{self._web_url}/inbox/{quote(record.inbox)}/{record.id}"
-                found.append(NewDelivery(record.id, address, "slack", settings.webhook_slack,
-                                         slack_payload(record, link,
-                                                       settings.webhook_slack_to_from)))
+        for record, route in zip(records, routes, strict=True):
+            payload: str | None = None
+            for address in route.notify:
+                settings = self._directory.addresses.get(address)
+                if settings is None:
+                    continue
+                if settings.webhook:
+                    if payload is None:  # grows with the message: built off the loop
+                        payload = await asyncio.to_thread(
+                            encode_message_payload, record, parsed, raw)
+                    found.append(NewDelivery(record.id, address, "webhook", settings.webhook,
+                                             payload, settings.account_id))
+                if settings.webhook_slack:
+                    link = f"{self._web_url}/inbox/{quote(record.inbox)}/{record.id}"
+                    slack = slack_payload(record, link, settings.webhook_slack_to_from)
+                    found.append(NewDelivery(record.id, address, "slack",
+                                             settings.webhook_slack, encode_json(slack),
+                                             settings.account_id))
         return found
 
     async def deliver(self, msg: InboundMessage, hops: int = 0) -> list[MessageRecord]:
+        if msg.spooled is not None:
+            return await self._deliver_spooled(msg, msg.spooled, hops)
         if not msg.recipients:
             raise ValueError("deliver() needs at least one recipient")
         when = now_ms()
@@ -219,8 +247,32 @@ class Delivery:
         finally:
             await blob_written  # never leave the write running unobserved
         records = build_records(msg, parsed, routes, blob_key, len(raw), when, spam)
-        deliveries = [d for record, route in zip(records, routes, strict=True)
-                      for d in self._deliveries(record, route, parsed, raw)]
+        deliveries = await self._deliveries(records, routes, parsed, raw)
+        await self._writer.insert(records, deliveries)
+        self._after_commit(records, routes, bool(deliveries))
+        await self._forward(msg, records, routes, hops)
+        return records
+
+    async def _deliver_spooled(self, msg: InboundMessage, spooled: Spooled,
+                               hops: int) -> list[MessageRecord]:
+        """:meth:`deliver` for a message already in a blob draft (see the module doc)."""
+        spooled.taken = True
+        draft = spooled.draft
+        try:
+            if not msg.recipients:
+                raise ValueError("deliver() needs at least one recipient")
+            routes = merge_routes(await self._directory.routes(msg.recipients))
+            await draft.commit()  # fsync, rename, directory fsync: the blob is durable
+        finally:
+            await draft.discard()  # a no-op once committed
+        # From here on a failure leaves an orphan blob, which the sweeper removes.
+        parsed, spam = await self._analyse(draft.final, routes, draft.size)
+        raw = b""
+        if self._needs_webhook(routes):  # only webhook payloads need the bytes again
+            raw = await self._blobs.read(draft.key)
+        records = build_records(msg, parsed, routes, draft.key, draft.size, spooled.when,
+                                spam)
+        deliveries = await self._deliveries(records, routes, parsed, raw)
         await self._writer.insert(records, deliveries)
         self._after_commit(records, routes, bool(deliveries))
         await self._forward(msg, records, routes, hops)
@@ -250,13 +302,30 @@ class Delivery:
                 settings = self._directory.addresses.get(address)
                 if settings is None or not settings.forward or settings.forward == record.inbox:
                     continue
+                prefix = f"X-Mailsac-Forwarded-From: {record.inbox}\r\n".encode()
                 copy = InboundMessage(
                     mail_from=msg.mail_from, recipients=[parse_recipient(settings.forward)],
-                    content=f"X-Mailsac-Forwarded-From: {record.inbox}\r\n".encode()
-                    + msg.content,
+                    content=b"" if msg.spooled is not None else prefix + msg.content,
                     client_ip=msg.client_ip, client_helo=msg.client_helo,
                     via=f"forwarded via {record.inbox}", tls=msg.tls)
                 try:
+                    if msg.spooled is not None:  # copy blob to blob, never into memory
+                        copy = await self._spooled_copy(copy, prefix, record.blob_key,
+                                                        msg.spooled.header_len)
                     await self.deliver(copy, hops + 1)
                 except Exception:
                     log.exception("could not store the forwarded copy for %s", settings.forward)
+
+    async def _spooled_copy(self, copy: InboundMessage, prefix: bytes, source_key: str,
+                            skip: int) -> InboundMessage:
+        """``copy`` spooled: its Received header, ``prefix``, then the source blob's
+        content (without the source's own Received header, the first ``skip`` bytes)."""
+        key, when = new_blob_key(), now_ms()
+        header = received_header(copy, self._hostname, key[:16], when)
+        draft = await self._blobs.open_draft(key, header + prefix)
+        try:
+            await draft.copy_from(self._blobs.path_for(source_key), skip)
+        except BaseException:
+            await draft.discard()
+            raise
+        return replace(copy, spooled=Spooled(draft, when, len(header)))

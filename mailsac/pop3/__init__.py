@@ -11,6 +11,6 @@ the HTTP API's visibility rules. Modules: :mod:`~mailsac.pop3.wire` (framing),
 from __future__ import annotations
 
 from mailsac.pop3.server import Pop3Listener
-from mailsac.pop3.service import build_pop3, check_settings, tls_context
+from mailsac.pop3.service import build_pop3, check_settings
 
-__all__ = ["Pop3Listener", "build_pop3", "check_settings", "tls_context"]
+__all__ = ["Pop3Listener", "build_pop3", "check_settings"]

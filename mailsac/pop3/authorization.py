@@ -7,6 +7,11 @@
   continuation; ``*`` cancels; the authorization identity must be empty or the address.
 * ``STLS`` (RFC 2595 §4), only when a certificate is configured; input the client
   pipelined behind it is discarded so that nothing sent in plaintext runs inside TLS.
+* With a certificate configured, credentials are never taken in plaintext: ``USER``,
+  ``PASS`` and ``AUTH`` answer ``-ERR [AUTH] ... use STLS first`` (and ``CAPA`` does not
+  offer them) until TLS is active, except from loopback clients when
+  ``MAILSAC_POP3_PLAINTEXT_LOOPBACK`` allows it. Without a certificate there is nothing
+  else to offer, so plaintext logins work as before.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE = "-ERR [SYS/TEMP] storage is unavailable, try again later"
 BAD_LOGIN = "-ERR [AUTH] invalid address or API key, or the key may not read that inbox"
+NEED_TLS = "[AUTH] plaintext logins are disabled on this server: use STLS first"
 
 
 class AuthorizationCommands:
@@ -39,8 +45,21 @@ class AuthorizationCommands:
     tls: bool
     done: bool
 
+    @property
+    def may_login(self) -> bool:
+        """Credentials may be sent now: over TLS, or where plaintext is allowed."""
+        return self.tls or self.listener.plaintext_allowed(self.ip)
+
+    def _require_tls(self) -> None:
+        if not self.may_login:
+            raise Bad(NEED_TLS)
+
+    def logged_in(self) -> None:
+        """Hook called after a successful login (the session lifts its pre-login limits)."""
+
     async def cmd_user(self, args: list[str], _: str) -> None:
         """RFC 1939 §7 USER: the inbox address (any form the API accepts)."""
+        self._require_tls()
         if len(args) != 1:
             raise Bad("syntax: USER address")
         try:
@@ -53,6 +72,7 @@ class AuthorizationCommands:
 
     async def cmd_pass(self, args: list[str], rest: str) -> None:
         """RFC 1939 §7 PASS: an API key (the whole rest of the line)."""
+        self._require_tls()
         if self.user is None:
             raise Bad("send USER first")
         if not rest:
@@ -62,6 +82,7 @@ class AuthorizationCommands:
 
     async def cmd_auth(self, args: list[str], _: str) -> None:
         """RFC 5034 AUTH with the PLAIN mechanism (RFC 4616)."""
+        self._require_tls()
         if not args:  # RFC 1734's mechanism listing, still used by some clients
             await self.wire.multiline("+OK SASL mechanisms follow", ["PLAIN"])
             return
@@ -105,6 +126,7 @@ class AuthorizationCommands:
         except StorageUnavailable:
             await self.wire.reply(UNAVAILABLE)
             return
+        self.logged_in()
         await self.wire.reply(f"+OK {self.login.inbox} {self.login.maildrop.summary()}")
 
     async def cmd_stls(self, args: list[str], _: str) -> None:
@@ -116,7 +138,8 @@ class AuthorizationCommands:
         if self.wire.discard_buffered():
             log.info("POP3 client %s pipelined data after STLS: discarded", self.ip)
         try:
-            await self.wire.writer.start_tls(context, ssl_handshake_timeout=30.0)
+            await self.wire.writer.start_tls(
+                context, ssl_handshake_timeout=max(0.1, min(30.0, self.wire.remaining())))
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             log.info("POP3 TLS handshake with %s failed: %s", self.ip, exc)
             self.done = True

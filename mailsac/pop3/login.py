@@ -8,8 +8,9 @@ its account's keys) and returns only the messages that key may see.
 
 Failures are answered alike (unknown key, revoked key, another account's inbox), after
 ``delay`` seconds (RFC 1939 §13 suggests slowing down guessing), and counted per client
-IP in a :class:`mailsac.throttle.Counter` namespace of their own; over the limit, every
-login from that IP is refused until old failures expire.
+IPv4 address or IPv6 /64 (one host usually owns a whole /64, so counting single IPv6
+addresses would give it 2^64 allowances) in a :class:`mailsac.throttle.Counter` namespace
+of their own; over the limit, every login from there is refused until old failures expire.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from mailsac.mailbox import Mailboxes
 from mailsac.policy import normalize_inbox
 from mailsac.pop3.maildrop import Maildrop
 from mailsac.storage.keys import ApiKey
-from mailsac.throttle import Counter, Limit, Limiter, ip_key
+from mailsac.throttle import Counter, Limit, Limiter, ip_key, network_key
 
 FAILURE_LIMIT = "pop3_auth_failures"
 FAILURE_NAMESPACE = "pop3_auth_fail"
+IPV6_FAILURE_PREFIX = 64
 MAX_MESSAGES = 10_000
 """Newest messages a maildrop holds (older ones are reachable over HTTP)."""
 
@@ -66,8 +68,18 @@ def decode_plain(response: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def failure_key(ip: str) -> str:
+    """Where failed logins are counted: the IPv4 address, or the IPv6 address's /64."""
+    key = ip_key(ip)
+    if key is None:
+        return ip
+    if ":" in key:
+        return network_key(key, v6_prefix=IPV6_FAILURE_PREFIX) or key
+    return key
+
+
 class LoginChecker:
-    """Checks POP3 credentials with the API's rules and limits failures per client IP."""
+    """Checks POP3 credentials with the API's rules; limits failures per IPv4 / IPv6 /64."""
 
     def __init__(
         self, auth: KeyAuthenticator, mailboxes: Mailboxes, *, delay: float = 1.0,
@@ -89,7 +101,7 @@ class LoginChecker:
 
     def check_allowed(self, ip: str) -> None:
         """Raise :class:`TooManyFailures` while ``ip`` is over its failure limit."""
-        decision = self.limiter.check(FAILURE_LIMIT, ip_key(ip) or ip)
+        decision = self.limiter.check(FAILURE_LIMIT, failure_key(ip))
         if not decision.allowed:
             raise TooManyFailures(decision.retry_after)
 
@@ -106,7 +118,7 @@ class LoginChecker:
             newest_first = await self._mailboxes.list_messages(
                 key, inbox, limit=self.max_messages)
         except (InvalidAddress, Unauthorized, Forbidden) as exc:
-            self.limiter.hit(FAILURE_LIMIT, ip_key(ip) or ip)
+            self.limiter.hit(FAILURE_LIMIT, failure_key(ip))
             await asyncio.sleep(self.delay)
             raise LoginFailed(str(exc)) from exc
         return Login(key, inbox, Maildrop(newest_first[::-1]))

@@ -2,7 +2,11 @@
 
 Every connection passes :class:`~mailsac.smtp.admission.Admission` (caps per IP, per
 network and in total, waiting for a slot while the loop is overloaded) before it gets
-the greeting. Shutdown stops accepting, tells idle sessions goodbye at once, lets
+the greeting, and before that the deny-list (the SMTP gate's, passed in as a callable)
+and a second, smaller :class:`Admission` for sessions that have not logged in yet: it
+refuses at once (no waiting) beyond ``MAILSAC_POP3_PRELOGIN_*``, and a session that does
+not log in within ``login_timeout`` is closed, so clients without a key cannot fill the
+slots of those who have one. Shutdown stops accepting, tells idle sessions goodbye at once, lets
 sessions in the middle of a command (a ``RETR`` being streamed, the deletions after
 ``QUIT``) finish for up to ``grace`` seconds, then closes whatever is left. A session
 closed this way never enters the UPDATE state, so it deletes nothing (RFC 1939 ยง6).
@@ -11,17 +15,32 @@ closed this way never enters the UPDATE state, so it deletes nothing (RFC 1939 ย
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 import time
+from collections.abc import Callable
 
+from mailsac.listeners.admission import Admission
 from mailsac.mailbox import Mailboxes
 from mailsac.pop3.login import LoginChecker
 from mailsac.pop3.session import SHUTTING_DOWN, Pop3Session
 from mailsac.pop3.wire import STREAM_LIMIT, Wire
-from mailsac.smtp.admission import Admission
 
 log = logging.getLogger(__name__)
+
+DenyCheck = Callable[[str], "str | None"]
+"""Client IP -> the reason it is deny-listed, or None when it may connect."""
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
 
 
 class Pop3Listener:
@@ -30,14 +49,23 @@ class Pop3Listener:
     def __init__(
         self, checker: LoginChecker, mailboxes: Mailboxes, *, hostname: str,
         timeout: float = 600.0, admission: Admission | None = None,
-        tls: ssl.SSLContext | None = None,
+        tls: ssl.SSLContext | None = None, prelogin: Admission | None = None,
+        denied: DenyCheck | None = None, plaintext_loopback: bool = False,
+        login_timeout: float = 30.0, max_session_seconds: float = 3600.0,
     ) -> None:
         self.checker = checker
         self.mailboxes = mailboxes
         self.hostname = hostname
         self.timeout = timeout
         self.admission = admission or Admission()
+        self.prelogin = prelogin or Admission(
+            max_total=100, max_per_ip=10, max_per_network=30, wait_timeout=0.0)
+        self.denied = denied
         self.tls = tls
+        self.plaintext_loopback = plaintext_loopback
+        self.login_timeout = login_timeout
+        self.max_session_seconds = max_session_seconds
+        self._unauthenticated: set[Pop3Session] = set()
         self.closing = False
         self.sessions: set[Pop3Session] = set()
         self._connections: dict[asyncio.Task[None], Wire] = {}
@@ -51,6 +79,17 @@ class Pop3Listener:
         log.info("POP3 listening on %s:%d%s", host, bound,
                  " (STLS available)" if self.tls is not None else "")
         return bound
+
+    def plaintext_allowed(self, ip: str) -> bool:
+        """May ``ip`` send credentials without TLS? Yes without a certificate (nothing else
+        to offer); with one, only loopback clients and only when configured."""
+        return self.tls is None or (self.plaintext_loopback and is_loopback(ip))
+
+    def logged_in(self, session: Pop3Session) -> None:
+        """A session logged in: it no longer counts against the pre-login caps."""
+        if session in self._unauthenticated:
+            self._unauthenticated.discard(session)
+            self.prelogin.release(session.ip)
 
     @property
     def listening(self) -> bool:
@@ -78,6 +117,27 @@ class Pop3Listener:
             if self.closing:
                 await wire.reply(SHUTTING_DOWN)
                 return
+            reason = self.denied(ip) if self.denied is not None else None
+            if reason is not None:
+                await wire.reply(f"-ERR [SYS/PERM] connections from {ip} are refused: {reason}")
+                return
+            if not await self.prelogin.acquire(ip):
+                await wire.reply(f"-ERR [SYS/TEMP] too many connections from {ip} that have "
+                                 "not logged in; log in or disconnect them first")
+                return
+        except (OSError, TimeoutError):
+            return
+        session = Pop3Session(wire, ip, self)
+        self._unauthenticated.add(session)
+        try:
+            await self._admitted(session)
+        finally:
+            self.logged_in(session)  # gives the pre-login slot back if still held
+
+    async def _admitted(self, session: Pop3Session) -> None:
+        """Past the deny-list and the pre-login cap: take a session slot and run."""
+        wire, ip = session.wire, session.ip
+        try:
             if not await self.admission.acquire(ip):
                 await wire.reply(
                     f"-ERR [SYS/TEMP] too many connections from {ip} or the service is busy; "
@@ -85,7 +145,6 @@ class Pop3Listener:
                 return
         except (OSError, TimeoutError):
             return
-        session = Pop3Session(wire, ip, self)
         self.sessions.add(session)
         try:
             await session.run()

@@ -5,21 +5,27 @@ SMTP (``MAILSAC_MAX_CONNECTIONS*``, ``MAILSAC_ADMISSION_TIMEOUT``) and the same
 event-loop-lag overload signal. Its own, because POP3 sessions are long-lived (clients
 keep them open while they poll, up to the 10-minute autologout of RFC 1939 §3): sharing
 SMTP's slots would let a CI runner's readers starve its own mail intake, and SMTP's
-``sessions_*`` metrics stay SMTP-only.
+``sessions_*`` metrics stay SMTP-only. Sessions that have not logged in yet also hold a
+slot of a second, smaller admission (``MAILSAC_POP3_PRELOGIN_*``, no waiting).
+
+The composition root passes in only the collaborators the listener needs; this module
+never imports :mod:`mailsac.app`. The TLS context comes from :mod:`mailsac.listeners.tls`.
 """
 
 from __future__ import annotations
 
-import ssl
 from typing import TYPE_CHECKING
 
+from mailsac.listeners.admission import Admission
+from mailsac.listeners.tls import tls_context
 from mailsac.pop3.login import LoginChecker
-from mailsac.pop3.server import Pop3Listener
-from mailsac.smtp.admission import Admission
+from mailsac.pop3.server import DenyCheck, Pop3Listener
 
 if TYPE_CHECKING:
-    from mailsac.app import Services
+    from mailsac.access import KeyAuthenticator
     from mailsac.config import Settings
+    from mailsac.loopmon import LoopMonitor
+    from mailsac.mailbox import Mailboxes
 
 
 def check_settings(settings: Settings) -> None:
@@ -36,35 +42,39 @@ def check_settings(settings: Settings) -> None:
                             "must be positive")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise SettingsError("set both MAILSAC_TLS_CERT and MAILSAC_TLS_KEY, or neither")
+    if settings.pop3_login_timeout <= 0 or settings.pop3_max_session_seconds <= 0:
+        raise SettingsError("MAILSAC_POP3_LOGIN_TIMEOUT and MAILSAC_POP3_MAX_SESSION_SECONDS "
+                            "must be positive")
+    if min(settings.pop3_prelogin_per_ip, settings.pop3_prelogin_per_network,
+           settings.pop3_prelogin_total) < 1:
+        raise SettingsError("MAILSAC_POP3_PRELOGIN_* must be at least 1")
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """A server TLS context from the PEM files, or None when TLS is not configured."""
-    if not (settings.tls_cert and settings.tls_key):
-        return None
-    from mailsac.config import SettingsError
+def build_pop3(
+    settings: Settings, *, auth: KeyAuthenticator, mailboxes: Mailboxes,
+    loop_monitor: LoopMonitor, denied: DenyCheck | None = None,
+) -> Pop3Listener:
+    """The POP3 listener over the key authenticator and mailboxes.
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise SettingsError(f"MAILSAC_TLS_CERT/MAILSAC_TLS_KEY: cannot load: {exc}") from exc
-    return context
-
-
-def build_pop3(services: Services, settings: Settings) -> Pop3Listener:
-    """The POP3 listener over the service's key authenticator and mailboxes."""
+    ``denied`` is the deny-list check (client IP -> reason, or None), e.g. the SMTP
+    gate's ``deny.match_ip`` wrapped by the composition root.
+    """
     check_settings(settings)
-    monitor = services.loop_monitor
     admission = Admission(
         max_total=settings.max_connections, max_per_ip=settings.max_connections_per_ip,
         max_per_network=settings.max_connections_per_network,
-        wait_timeout=settings.admission_timeout, overloaded=lambda: monitor.lag > 1.0)
-    monitor.on_tick.append(admission.poke)
+        wait_timeout=settings.admission_timeout, overloaded=lambda: loop_monitor.lag > 1.0)
+    loop_monitor.on_tick.append(admission.poke)
+    prelogin = Admission(
+        max_total=settings.pop3_prelogin_total, max_per_ip=settings.pop3_prelogin_per_ip,
+        max_per_network=settings.pop3_prelogin_per_network, wait_timeout=0.0)
     checker = LoginChecker(
-        services.auth, services.mailboxes, delay=settings.pop3_auth_delay,
+        auth, mailboxes, delay=settings.pop3_auth_delay,
         max_failures=settings.pop3_auth_failures, window=settings.pop3_auth_window)
     return Pop3Listener(
-        checker, services.mailboxes, hostname=settings.effective_hostname(),
-        timeout=settings.pop3_timeout, admission=admission, tls=tls_context(settings))
+        checker, mailboxes, hostname=settings.effective_hostname(),
+        timeout=settings.pop3_timeout, admission=admission,
+        tls=tls_context(settings.tls_cert, settings.tls_key), prelogin=prelogin,
+        denied=denied, plaintext_loopback=settings.pop3_plaintext_loopback,
+        login_timeout=settings.pop3_login_timeout,
+        max_session_seconds=settings.pop3_max_session_seconds)

@@ -5,11 +5,14 @@ AUTHORIZATION (:mod:`mailsac.pop3.authorization`: ``USER``/``PASS``, ``AUTH PLAI
 marked messages are deleted through :meth:`Mailboxes.delete`, the API's code path, so hub
 events fire and caches are updated). ``CAPA`` (RFC 2449 §5) and ``QUIT`` work in both
 states. A session that ends any other way (timeout, disconnect, shutdown) never enters
-UPDATE and deletes nothing (RFC 1939 §6).
+UPDATE and deletes nothing (RFC 1939 §6). A session must log in within
+``login_timeout`` seconds of connecting and ends after ``max_session_seconds`` in any case
+(with ``-ERR`` and a reason), so no client can hold a slot for hours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,19 +54,36 @@ class Pop3Session(AuthorizationCommands):
         self.busy = False  # running a command: shutdown lets it finish
         self.done = False
         self.bad_commands = 0
+        self.expires = float("inf")
+
+    def logged_in(self) -> None:
+        """After login: the session may live until its absolute lifetime ends."""
+        self.wire.deadline = self.expires
+        self.listener.logged_in(self)
 
     @property
     def mailboxes(self) -> Mailboxes:
         return self.listener.mailboxes
 
     async def run(self) -> None:
+        now = asyncio.get_running_loop().time()  # the clocks start with the greeting
+        self.expires = now + self.listener.max_session_seconds
+        self.wire.deadline = min(now + self.listener.login_timeout, self.expires)
         await self.wire.reply(f"+OK {self.listener.hostname} mailsac POP3 server ready")
         while not self.done:
+            if self.wire.expired:
+                await self._expired()
+                return
             try:
                 line = await self.wire.read_line()
             except LineTooLong:
                 await self._bad("line too long")
                 continue
+            except TimeoutError:
+                if self.wire.expired:
+                    await self._expired()
+                    return
+                raise  # the idle autologout: close without a response (RFC 1939 §3)
             if line is None:
                 return
             self.busy = True
@@ -76,6 +96,14 @@ class Pop3Session(AuthorizationCommands):
             if self.listener.closing and not self.done:
                 await self.wire.reply(SHUTTING_DOWN)
                 return
+
+    async def _expired(self) -> None:
+        if self.login is None:
+            await self.wire.reply(f"-ERR login timeout: log in within "
+                                  f"{self.listener.login_timeout:g} s of connecting")
+        else:
+            await self.wire.reply("-ERR [SYS/TEMP] session time limit reached "
+                                  f"({self.listener.max_session_seconds:g} s), log in again")
 
     async def _bad(self, reason: str) -> None:
         self.bad_commands += 1
@@ -106,7 +134,8 @@ class Pop3Session(AuthorizationCommands):
         """RFC 2449 §5; STLS (RFC 2595 §4) only while it can still be used."""
         caps = ["TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE"]
         if self.login is None:
-            caps[:0] = ["USER", "SASL PLAIN"]
+            if self.may_login:  # never offer credentials in plaintext when TLS exists
+                caps[:0] = ["USER", "SASL PLAIN"]
             if self.listener.tls is not None and not self.tls:
                 caps.append("STLS")
         caps.append("IMPLEMENTATION mailsac")

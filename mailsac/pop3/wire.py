@@ -11,7 +11,9 @@
   never holds more than its stored copy plus one chunk in memory and never blocks the loop.
 * :func:`top_end` finds where ``TOP n k`` cuts a message (RFC 1939 §7).
 * Every read and write is bounded by the session's idle timeout (RFC 1939 §3: the
-  autologout timer), so a client that stops reading cannot pin a session either.
+  autologout timer), so a client that stops reading cannot pin a session either. Reads
+  are also bounded by :attr:`Wire.deadline` (the login deadline, then the session's
+  absolute lifetime), whichever comes first.
 """
 
 from __future__ import annotations
@@ -45,14 +47,26 @@ class Wire:
         self.reader = reader
         self.writer = writer
         self.timeout = timeout
+        self.deadline: float | None = None
+        """Event-loop time after which no more command is read (None: only idle timeout)."""
+
+    def remaining(self) -> float:
+        """Seconds left until :attr:`deadline` (the idle timeout when there is none)."""
+        if self.deadline is None:
+            return self.timeout
+        return self.deadline - asyncio.get_running_loop().time()
+
+    @property
+    def expired(self) -> bool:
+        return self.deadline is not None and self.remaining() <= 0
 
     async def read_line(self, max_length: int = MAX_COMMAND) -> bytes | None:
         """The next line without its CRLF; None at end of input.
 
         Raises :class:`LineTooLong` (the line has been consumed) and ``TimeoutError``
-        when the client stays silent for the idle timeout.
+        when the client stays silent for the idle timeout or until the deadline.
         """
-        async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(min(self.timeout, max(0.0, self.remaining()))):
             try:
                 line = await self.reader.readuntil(b"\n")
             except asyncio.IncompleteReadError:

@@ -19,6 +19,7 @@ from mailsac.gate import Recipient as GateRecipient
 from mailsac.gate import SenderGate
 from mailsac.policy import Recipient, domain_accepted, parse_recipient
 from mailsac.smtp import replies
+from mailsac.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,14 @@ class SmtpMetrics:
 
 
 class MailsacEnvelope(Envelope):
-    """aiosmtpd's envelope plus the validated recipients."""
+    """aiosmtpd's envelope plus the validated recipients and, for DATA, what the
+    streaming reader collected (``spooled`` for large mail, else ``original_content``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.recipients: list[Recipient] = []
+        self.spooled: Spooled | None = None
+        self.header_block = b""
 
 
 class MailsacHandler:
@@ -116,13 +120,12 @@ class MailsacHandler:
         envelope.recipients.append(recipient)
         return str(replies.S250_RECIPIENT_OK)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope, MailsacEnvelope)
-        content = envelope.original_content or b""
-        self.metrics.bytes_received += len(content)
+    @staticmethod
+    def _message(server: SMTP, session: Session, envelope: MailsacEnvelope,
+                 content: bytes = b"", spooled: Spooled | None = None) -> InboundMessage:
         peer: Any = session.peer
         sockname: Any = server.transport.get_extra_info("sockname") if server.transport else None
-        message = InboundMessage(
+        return InboundMessage(
             mail_from="" if envelope.mail_from == "<>" else (envelope.mail_from or ""),
             recipients=list(envelope.recipients),
             content=content,
@@ -130,11 +133,28 @@ class MailsacHandler:
             client_helo=session.host_name or "",
             via=str(sockname[0]) if isinstance(sockname, tuple) else "",
             tls=session.ssl is not None,
+            spooled=spooled,
         )
+
+    def spool(self, server: SMTP, session: Session, envelope: Envelope) -> Spool:
+        """Where the DATA of this transaction is collected (see :mod:`mailsac.spool`)."""
+        assert isinstance(envelope, MailsacEnvelope)
+        return self._delivery.spool(self._message(server, session, envelope))
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope, MailsacEnvelope)
+        content = envelope.original_content or b""
+        spooled = envelope.spooled
+        self.metrics.bytes_received += (spooled.content_size if spooled is not None
+                                        else len(content))
+        message = self._message(server, session, envelope, content, spooled)
         try:
-            if self._gate is not None:
-                self._gate.on_data(message.client_ip, message.mail_from, content, [
-                    GateRecipient(r.inbox, self._is_private(r.inbox)) for r in message.recipients])
+            if self._gate is not None:  # the gate needs only the header block
+                self._gate.on_data(message.client_ip, message.mail_from, envelope.header_block,
+                                   [GateRecipient(r.inbox, self._is_private(r.inbox))
+                                    for r in message.recipients])
+            if spooled is not None:
+                spooled.taken = True  # from here on delivery commits or discards the draft
             # Shielded: a client that disconnects now must not abort a half-done store.
             records = await asyncio.shield(self._delivery.deliver(message))
         except MailsacError as exc:

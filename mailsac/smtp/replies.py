@@ -45,6 +45,12 @@ S452_STORAGE_FULL = Reply(
 )
 S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients for one message")
 S421_TOO_SLOW = Reply(421, "4.4.2", "DATA took too long; closing the connection")
+S421_SESSION_TOO_LONG = Reply(
+    421, "4.4.2", "Session lifetime exceeded; closing the connection, please reconnect")
+S421_IDLE = Reply(421, "4.4.2", "Idle for too long; closing the connection")
+S451_DATA_MEMORY = Reply(
+    451, "4.3.1", "Too much mail is arriving at once (in-flight message memory is full); "
+    "the message was not accepted, try again shortly")
 S501_BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
 S550_RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")
 S552_TOO_BIG = Reply(552, "5.3.4", "Message too big")

@@ -3,9 +3,19 @@
 aiosmtpd reads DATA one line at a time in Python and never yields while lines are
 buffered, so a 20 MB message costs hundreds of thousands of loop iterations and freezes
 every other task. :class:`MailsacSMTP` replaces ``smtp_DATA`` with a chunked reader: it
-scans 64 KiB chunks for the end-of-data marker with ``bytearray.find`` (C speed), unstuffs
-dots once at the end (RFC 5321 §4.5.2), enforces the size limit while reading (then drains
-and answers 552), and suspends between chunks so the HTTP API keeps answering.
+decodes 64 KiB chunks as they arrive (:mod:`mailsac.smtp.datastream`: end-of-data marker
+and dot-unstuffing at C speed, RFC 5321 §4.5.2), enforces the size limit while reading
+(then drains and answers 552), and suspends between chunks so the HTTP API keeps answering.
+
+Memory is bounded by construction: each DATA transfer holds a lease on a global byte
+budget (:mod:`mailsac.smtp.budget`; ``451 4.3.1`` to DATA when none comes free within
+:data:`BUDGET_WAIT` s). A small message is collected in memory; one that outgrows
+:data:`MEMORY_MESSAGE_LIMIT` (or whose lease cannot grow) is streamed to its blob's temp
+file (:mod:`mailsac.spool`), so a session never holds more than its lease.
+
+Slots cannot be held forever: a session lives at most ``max_session_seconds`` (less under
+pressure), and under pressure NOOP, RSET, HELP, VRFY and EXPN do not count as activity for
+the idle timeout.
 
 Two more hot spots of stock aiosmtpd are replaced, measured with ``python -m mailsac bench``
 and py-spy: ``_getaddr`` builds a ``typing.Protocol`` class and runs the e-mail header
@@ -17,23 +27,34 @@ every reply is its own socket write (pipelined 2xx replies are now sent together
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
 from mailsac.errors import MailsacError
 from mailsac.gate import SenderGate
+from mailsac.listeners.admission import Admission
 from mailsac.smtp import replies
-from mailsac.smtp.admission import Admission
+from mailsac.smtp.budget import DataBudget, Lease
+from mailsac.smtp.datastream import DotDecoder
 from mailsac.smtp.handler import MailsacEnvelope, MailsacHandler
+from mailsac.spool import HEAD_LIMIT, Spool
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
-_END_OF_DATA = b"\r\n.\r\n"
+MEMORY_MESSAGE_LIMIT = 256 * 1024  # larger messages go to their blob file as they arrive
+BASE_LEASE = CHUNK_SIZE + HEAD_LIMIT + 4096  # enough for a header block and one chunk
+LEASE_STEP = 64 * 1024
+BUDGET_WAIT = 2.0  # seconds DATA waits for memory before 451 4.3.1
+DATA_MEMORY_BUDGET = 128 * 1024 * 1024
+# Under pressure these do not count as activity (a NOOP every 29 s kept a slot forever).
+KEEPALIVE_COMMANDS = ("NOOP", "RSET", "HELP", "VRFY", "EXPN")
 
 # RFC 5321 Path with a dot-atom local part and a plain domain: the common case, which
 # needs none of the quoting, comments or source routes the full parser handles.
@@ -51,10 +72,28 @@ class MailsacSMTP(SMTP):
     """aiosmtpd's protocol with our DATA reader, envelope and shutdown behaviour."""
 
     def __init__(self, handler: MailsacHandler, *, listener: SmtpListener, **kw: Any) -> None:
-        super().__init__(handler, **kw)
         self._listener = listener
+        self._started = time.monotonic()
+        self._activity = self._prev_activity = self._started
+        self._delivering = False  # the handler is storing a message: do not cut it off
+        super().__init__(handler, **kw)
         self.busy = False  # between DATA and its reply: shutdown waits for this
         self._held = bytearray()  # 2xx replies held back while pipelined commands wait
+        for name in KEEPALIVE_COMMANDS:
+            method = self._smtp_methods.get(name)
+            if method is not None:
+                self._smtp_methods[name] = self._keepalive(method)
+
+    def _keepalive(self, method: Callable[[str], Awaitable[None]]
+                   ) -> Callable[[str], Awaitable[None]]:
+        @functools.wraps(method)  # keeps aiosmtpd's HELP syntax attributes
+        async def command(arg: str) -> None:
+            if self._listener.under_pressure():
+                self._activity = self._prev_activity  # not progress: the idle clock runs on
+                self._arm()
+            await method(arg)
+
+        return command
 
     def _create_envelope(self) -> MailsacEnvelope:
         return MailsacEnvelope()
@@ -68,9 +107,27 @@ class MailsacSMTP(SMTP):
         super().connection_lost(error)
 
     def _reset_timeout(self, duration: float | None = None) -> None:
-        # Idle sessions get less time while the service is under pressure.
-        super()._reset_timeout(duration if duration is not None
-                               else self._listener.idle_timeout())
+        # Called by aiosmtpd for every valid command, and by the DATA reader per chunk.
+        self._prev_activity, self._activity = self._activity, time.monotonic()
+        self._arm(duration)
+
+    def _arm(self, duration: float | None = None) -> None:
+        """(Re)start the timer: idle timeout from the last activity (shorter under
+        pressure), never beyond the session's lifetime."""
+        listener = self._listener
+        idle = duration if duration is not None else listener.idle_timeout()
+        deadline = min(self._activity + idle, self._started + listener.session_lifetime())
+        super()._reset_timeout(max(0.01, deadline - time.monotonic()))
+
+    def _timeout_cb(self) -> None:
+        if self._delivering:  # storing a message: its reply is due in a moment
+            super()._reset_timeout(1.0)
+            return
+        expired = time.monotonic() >= self._started + self._listener.session_lifetime() - 0.1
+        reply = replies.S421_SESSION_TOO_LONG if expired else replies.S421_IDLE
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(f"{reply}\r\n".encode())
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parser, with a fast path for a plain ``<local@domain>``.
@@ -138,46 +195,54 @@ class MailsacSMTP(SMTP):
         finally:
             listener.admission.release(ip)
 
-    async def _read_data(self) -> bytes | None:
-        """Read up to the end-of-data line; return the unstuffed body, or None if too big."""
+    async def _collect(self, spool: Spool, lease: Lease, data: bytes) -> None:
+        """Add decoded DATA to ``spool``, within ``lease``: grow the lease while the
+        message is small and memory is free, else move what is buffered to the file."""
+        need = spool.memory + len(data)
+        if need > lease.size:
+            step = -(-need // LEASE_STEP) * LEASE_STEP
+            if (spool.spooled is not None or step > MEMORY_MESSAGE_LIMIT + HEAD_LIMIT
+                    or not lease.grow(step)):
+                await spool.spill()
+        spool.append(data)
+
+    async def _read_data(self, spool: Spool, lease: Lease) -> str | None:
+        """Read up to the end-of-data line into ``spool``; return None when the whole
+        message is there, else the reply to send (after the rest was read and dropped)."""
         reader = self._reader
         limit = self.data_size_limit or 0
-        # A virtual CRLF in front lets one search find the terminator even when the very
-        # first line is the lone dot (an empty message).
-        buf = bytearray(b"\r\n")
-        scanned = 0
-        oversized = False
-        deadline = time.monotonic() + self._listener.max_data_seconds
-        while True:
+        decoder = DotDecoder()
+        failure: str | None = None
+        deadline = min(time.monotonic() + self._listener.max_data_seconds,
+                       self._started + self._listener.session_lifetime())
+        while not decoder.done:
             if time.monotonic() > deadline:  # a dribbling client cannot hold a slot forever
                 raise DataTooSlow
             chunk = await reader.read(CHUNK_SIZE)
             if not chunk:
                 raise ConnectionResetError("connection closed during DATA")
             self._reset_timeout()  # an active upload is not an idle session
-            buf += chunk
-            end = buf.find(_END_OF_DATA, max(0, scanned - len(_END_OF_DATA)))
-            if end >= 0:
-                break
-            scanned = len(buf)
-            if limit and len(buf) - 2 > limit:
-                # Keep only a tail long enough to spot a terminator split across chunks.
-                oversized = True
-                del buf[: len(buf) - len(_END_OF_DATA)]
-                scanned = len(buf)
-        leftover = bytes(buf[end + len(_END_OF_DATA):])
-        if leftover:  # pipelined commands after the dot: give them back to the reader
-            reader._buffer[0:0] = leftover  # type: ignore[attr-defined]
-        if oversized or (limit and end > limit):
-            return None
-        # One copy of the message, without the virtual CRLF; unstuffing copies only if a
-        # line starts with a dot.
-        data = bytes(memoryview(buf)[2:end + 2])
-        if data[:1] == b".":
-            data = data[1:]
-        if b"\r\n." in data:
-            data = data.replace(b"\r\n.", b"\r\n")
-        return data
+            data = decoder.feed(chunk)
+            if failure is not None:
+                continue  # draining: the reply is decided
+            if limit and decoder.data_len > limit:
+                failure = str(replies.too_big(limit))
+            else:
+                try:
+                    await self._collect(spool, lease, data)
+                except MailsacError as exc:  # the disk is full or failing
+                    log.warning("cannot spool DATA: %s", exc)
+                    failure = str(replies.reply_for(exc))
+            if failure is not None:
+                spool.discard()
+        if decoder.leftover:  # pipelined commands after the dot: give them back
+            reader._buffer[0:0] = decoder.leftover  # type: ignore[attr-defined]
+        if failure is None and spool.spooled is not None:
+            try:
+                await spool.spill()  # the rest of the message to the file
+            except MailsacError as exc:
+                failure = str(replies.reply_for(exc))
+        return failure
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -186,33 +251,54 @@ class MailsacSMTP(SMTP):
         if await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
+        envelope = self.envelope
+        assert isinstance(envelope, MailsacEnvelope)
+        if not envelope.rcpt_tos:
             await self.push(str(replies.S553_NO_RECIPIENTS))
             return
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
+        assert self.session is not None
+        lease = await self._listener.budget.acquire(BASE_LEASE, self._listener.budget_wait)
+        if lease is None:
+            log.warning("DATA memory budget exhausted; answering 451")
+            await self.push(str(replies.S451_DATA_MEMORY))
+            return
+        handler = self.event_handler
+        assert isinstance(handler, MailsacHandler)
+        spool = handler.spool(self, self.session, envelope)
         self.busy = True
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             started = time.monotonic()
             try:
-                content = await self._read_data()
+                failure = await self._read_data(spool, lease)
             except DataTooSlow:
                 await self._refuse(str(replies.S421_TOO_SLOW))
                 return
-            if content is None:
-                await self.push(str(replies.too_big(self.data_size_limit or 0)))
+            if failure is not None:
+                await self.push(failure)
                 self._set_post_data_state()  # type: ignore[no-untyped-call]
                 return
-            self.envelope.original_content = content
-            self.envelope.content = content
-            status = await self._call_handler_hook("DATA")
-            log.debug("DATA of %d bytes handled in %.1f ms", len(content),
+            envelope.header_block = spool.header_block()
+            if spool.spooled is not None:
+                envelope.spooled = spool.spooled
+                lease.release()  # nothing of this message is left in memory
+            else:
+                envelope.original_content = envelope.content = spool.take()
+            self._delivering = True
+            try:
+                status = await self._call_handler_hook("DATA")
+            finally:
+                self._delivering = False
+            log.debug("DATA of %d bytes handled in %.1f ms", spool.size,
                       (time.monotonic() - started) * 1000)
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(status)
         finally:
+            lease.release()
+            spool.discard()  # a disconnect or rejection leaves no temp file behind
             self.busy = False
         if self._listener.closing:
             await self.push(str(replies.S421_SHUTTING_DOWN))
@@ -227,7 +313,9 @@ class SmtpListener:
         self, handler: MailsacHandler, *, hostname: str, max_message_size: int,
         timeout: float, admission: Admission | None = None, gate: SenderGate | None = None,
         pressure_timeout: float = 30.0, max_data_seconds: float = 600.0,
-        max_commands: int = 1000,
+        max_commands: int = 1000, budget: DataBudget | None = None,
+        budget_wait: float = BUDGET_WAIT, max_session_seconds: float = 1800.0,
+        pressure_session_seconds: float = 300.0,
     ) -> None:
         self.handler = handler
         self.hostname = hostname
@@ -238,15 +326,40 @@ class SmtpListener:
         self.pressure_timeout = pressure_timeout
         self.max_data_seconds = max_data_seconds
         self.max_commands = max_commands
+        self.budget = budget or DataBudget(DATA_MEMORY_BUDGET)
+        self.budget_wait = budget_wait
+        self.max_session_seconds = max_session_seconds
+        self.pressure_session_seconds = pressure_session_seconds
         self.sessions: set[MailsacSMTP] = set()
         self.closing = False
+        self._pressed = False
         self._server: asyncio.base_events.Server | None = None
+
+    def under_pressure(self) -> bool:
+        """More than half the slots are in use, or the service is overloaded."""
+        return self.admission.pressure >= 0.5
 
     def idle_timeout(self) -> float:
         """RFC 5321 §4.5.3.2 timeouts normally; much shorter when slots are scarce."""
-        if self.admission.pressure >= 0.5:
+        if self.under_pressure():
             return min(self.timeout, self.pressure_timeout)
         return self.timeout
+
+    def session_lifetime(self) -> float:
+        """The longest a session may last, counted from its connection."""
+        if self.under_pressure():
+            return min(self.max_session_seconds, self.pressure_session_seconds)
+        return self.max_session_seconds
+
+    def check_pressure(self) -> None:
+        """Periodic (loop monitor tick): when pressure starts, cut the timers of sessions
+        armed with the relaxed limits, instead of letting them run out."""
+        pressed = self.under_pressure()
+        if pressed and not self._pressed:
+            for session in list(self.sessions):
+                if not session.busy and session.transport is not None:
+                    session._arm()
+        self._pressed = pressed
 
     def _factory(self) -> MailsacSMTP:
         return MailsacSMTP(

@@ -18,11 +18,15 @@ from pathlib import Path
 import aiofiles
 
 from mailsac.errors import MessageNotFound, StorageFull, StorageUnavailable
+from mailsac.storage.blobwriter import BlobDraft, storage_error
 
 log = logging.getLogger(__name__)
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _TMP_SUFFIX = ".tmp"
+# A temp file may belong to a DATA transfer still streaming in (at most an SMTP session's
+# lifetime): the sweep removes temp files only when they are at least this old.
+TMP_MIN_AGE = 3600.0
 
 
 def new_blob_key() -> str:
@@ -86,6 +90,26 @@ class BlobStore:
                 raise StorageFull(f"blob directory is full: {exc.strerror}") from exc
             raise StorageUnavailable(f"cannot write blob: {exc.strerror or exc}") from exc
 
+    async def open_draft(self, key: str, first: bytes = b"") -> BlobDraft:
+        """A temp file for blob ``key`` that fills chunk by chunk (see BlobDraft)."""
+        final = self.path_for(key)
+
+        def work() -> BlobDraft:
+            draft = BlobDraft.open_sync(key, final)
+            self._made_dirs.add(final.parent)
+            try:
+                draft._write_sync(first)
+            except BaseException:
+                draft._discard_sync()
+                raise
+            draft.size = len(first)
+            return draft
+
+        try:
+            return await asyncio.to_thread(work)
+        except OSError as exc:
+            raise storage_error(exc) from exc
+
     # -- reading ------------------------------------------------------------------------------
 
     async def read(self, key: str) -> bytes:
@@ -143,7 +167,8 @@ class BlobStore:
                 if age < min_age:
                     continue
                 if entry.name.endswith(_TMP_SUFFIX):
-                    Path(entry.path).unlink(missing_ok=True)
+                    if age >= max(min_age, TMP_MIN_AGE):
+                        Path(entry.path).unlink(missing_ok=True)
                 else:
                     found.append(entry.name)
         return found

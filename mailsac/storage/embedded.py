@@ -174,11 +174,41 @@ class EmbeddedPostgres:
             raise RuntimeError(f"initdb failed: {out.decode(errors='replace')}")
         log.info("initialised embedded PostgreSQL cluster in %s", self.pgdata)
 
+    def _clear_leftover(self, timeout: float) -> None:
+        """Never fight a previous run's leftovers on our data directory.
+
+        After a crash the old postmaster got its death signal and is shutting down: wait
+        for it (PostgreSQL would refuse to start beside it). A ``postmaster.pid`` whose
+        PID now belongs to an unrelated process (PID reuse after a reboot or in a new
+        container) is stale: remove it, or PostgreSQL would refuse to start for good.
+        """
+        pid_file = self.pgdata / "postmaster.pid"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid = int(pid_file.read_text().splitlines()[0])
+            except (OSError, ValueError, IndexError):
+                return
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                return  # not running: PostgreSQL removes a stale lock file itself
+            if not cmdline or Path(os.fsdecode(cmdline[0])).name != "postgres":
+                log.warning("removing stale %s (PID %d is not a PostgreSQL server)",
+                            pid_file, pid)
+                pid_file.unlink(missing_ok=True)
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"a PostgreSQL server (PID {pid}) still runs on "
+                                   f"{self.pgdata}; stop it first")
+            time.sleep(0.05)
+
     def start(self, timeout: float = 60.0) -> str:
         """Initialise the cluster if needed, start the server, wait until it is ready."""
         self._own(self.data_dir, self.socket_dir)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(timeout)
+        self._clear_leftover(min(timeout, 30.0))
         argv = [
             str(self.bin_dir / "postgres"), "-D", str(self.pgdata), "-k", str(self.socket_dir),
             "-c", "listen_addresses=",  # Unix socket only: no TCP port to clash

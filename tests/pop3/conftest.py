@@ -72,7 +72,9 @@ def stop_pop3_server(server: Pop3Server) -> None:
 def pop3_server(database_url: str) -> Iterator[Pop3Server]:
     started = start_pop3_server({
         "DATABASE_URL": database_url, "MAILSAC_POP3_AUTH_DELAY": "0.05",
-        "MAILSAC_POP3_AUTH_FAILURES": "1000", "TLS": "1"})
+        "MAILSAC_POP3_AUTH_FAILURES": "1000", "TLS": "1",
+        # these tests log in over loopback in plaintext (test_hardening.py covers STLS-only)
+        "MAILSAC_POP3_PLAINTEXT_LOOPBACK": "true"})
     yield started
     stop_pop3_server(started)
 
