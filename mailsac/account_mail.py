@@ -22,6 +22,12 @@ from mailsac.timeutil import iso_ms
 from mailsac.visibility import Visibility
 
 SEARCH_LIMIT = 100
+MAX_SEARCH_TEXT = 256  # characters of a search / filter term (ILIKE cost is rows x term)
+
+
+def _check_terms(*terms: str | None) -> None:
+    if any(term is not None and len(term) > MAX_SEARCH_TEXT for term in terms):
+        raise InvalidRequest(f"search terms are limited to {MAX_SEARCH_TEXT} characters")
 
 
 def account_mail(account_id: str) -> ColumnElement[bool]:
@@ -66,6 +72,7 @@ class AccountMail:
         self, key: ApiKey, *, subject: str | None, sender: str | None, to: str | None
     ) -> list[MessageRecord]:
         """AND of the given criteria (at least one), case-insensitive substring matches."""
+        _check_terms(subject, sender, to)
         criteria = []
         if subject:
             criteria.append(contains(messages.c.subject, subject))
@@ -85,6 +92,7 @@ class AccountMail:
         if not query.strip():
             return []
         text = query.strip()
+        _check_terms(text)
         matches = or_(contains(messages.c.subject, text), contains(messages.c.from_addrs, text),
                       contains(messages.c.to_addrs, text), contains(messages.c.inbox, text))
         async with connect(self._engine) as conn:

@@ -43,7 +43,14 @@ from mailsac.throttle import (
 
 log = logging.getLogger(__name__)
 
-_REPLY_TO = re.compile(rb"^reply-to:[^\r\n]*?([^\s<@,;]+@[^\s>,;]+)", re.I | re.M)
+MAX_HEADER_BLOCK = 64 * 1024  # bytes of a message searched for its header block
+MAX_REPLY_TO_VALUE = 998  # bytes of one (unfolded) Reply-To value looked at (RFC 5322 2.1.1)
+MAX_REPLY_TO_FIELDS = 16  # Reply-To fields tried before giving up
+
+# Anchored literal: each match attempt fails after a few bytes, so finditer is linear.
+_REPLY_TO_NAME = re.compile(rb"^reply-to:", re.I | re.M)
+_LOCAL_STOP = frozenset(b" \t\r\n\v\f<@,;")  # bytes that end an address's local part
+_DOMAIN_STOP = frozenset(b" \t\r\n\v\f>,;")  # bytes that end its domain
 
 
 def parse_limit_overrides(text: str) -> dict[str, float]:
@@ -58,12 +65,70 @@ def parse_limit_overrides(text: str) -> dict[str, float]:
     return overrides
 
 
+def header_block(content: bytes, limit: int = MAX_HEADER_BLOCK) -> bytes:
+    """The header block of a message (up to its first empty line), at most ``limit`` bytes.
+
+    Only the first ``limit`` bytes are searched, so the cost does not grow with the body.
+    """
+    head = bytes(content[:limit])
+    if head.startswith((b"\r\n", b"\n")):
+        return b""
+    ends = [i for i in (head.find(b"\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    return head[: min(ends) + 1] if ends else head
+
+
+def _field_value(head: bytes, start: int) -> bytes:
+    """The value of the field whose name ends at ``start``, unfolded, capped in length."""
+    cap = start + MAX_REPLY_TO_VALUE
+    lines: list[bytes] = []
+    pos = start
+    while pos < cap:
+        nl = head.find(b"\n", pos, cap)
+        line_end = nl if nl >= 0 else cap
+        lines.append(head[pos:line_end])
+        if nl < 0 or head[nl + 1 : nl + 2] not in (b" ", b"\t"):
+            break  # the next line is not a continuation of this field
+        pos = nl + 1
+    return b" ".join(lines)[:MAX_REPLY_TO_VALUE]
+
+
+def _first_address(value: bytes) -> bytes | None:
+    """First ``local@domain`` run in ``value`` (what ``[^\\s<@,;]+@[^\\s>,;]+`` finds first).
+
+    Each ``@`` is looked at once and the scans left and right stop at the first delimiter,
+    so the cost is linear in ``len(value)``.
+    """
+    at = value.find(b"@")
+    while at >= 0:
+        if 0 < at < len(value) - 1 and value[at - 1] not in _LOCAL_STOP \
+                and value[at + 1] not in _DOMAIN_STOP:
+            start = at - 1
+            while start > 0 and value[start - 1] not in _LOCAL_STOP:
+                start -= 1
+            end = at + 1
+            while end < len(value) and value[end] not in _DOMAIN_STOP:
+                end += 1
+            return value[start:end]
+        at = value.find(b"@", at + 1)
+    return None
+
+
 def reply_to_address(content: bytes) -> str | None:
-    """The first Reply-To address of a message's header block (cheap, no full parse)."""
-    header_end = content.find(b"\r\n\r\n")
-    head = content[: header_end if header_end >= 0 else 65536][:65536]
-    match = _REPLY_TO.search(head)
-    return match.group(1).decode("ascii", "replace") if match else None
+    """The first Reply-To address of a message's header block (cheap, no full parse).
+
+    ``content`` may be the whole message or just its header block. Linear in the (capped)
+    input: at most :data:`MAX_HEADER_BLOCK` bytes are searched, at most
+    :data:`MAX_REPLY_TO_FIELDS` Reply-To fields of at most :data:`MAX_REPLY_TO_VALUE`
+    bytes each are scanned (continuation lines included).
+    """
+    head = header_block(content)
+    for count, match in enumerate(_REPLY_TO_NAME.finditer(head)):
+        if count >= MAX_REPLY_TO_FIELDS:
+            break
+        address = _first_address(_field_value(head, match.end()))
+        if address is not None:
+            return address.decode("ascii", "replace")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +147,21 @@ class SenderGate:
         self.limiter = Limiter(self.counter, default_limits(limits))
         self._enabled = {limit.name for limit in self.limiter.limits}  # 0 disables a limit
         self.deny = DenyList()
+        self._local_changes = 0  # deny_add/deny_remove calls, so reload() can spot races
 
     async def reload(self) -> None:
-        async with connect(self._engine) as conn:
-            rows = await deny_store.load(conn)
+        """Replace the in-memory deny-list with the stored one (after a NOTIFY).
+
+        A change made through this gate while the rows were being read may be missing from
+        them; installing that stale snapshot would undo the change until the next NOTIFY,
+        so the read is repeated until no local change raced with it.
+        """
+        for _ in range(5):
+            seen = self._local_changes
+            async with connect(self._engine) as conn:
+                rows = await deny_store.load(conn)
+            if self._local_changes == seen:
+                break
         entries = [DenyEntry(r.kind, r.value, r.reason) for r in rows]  # type: ignore[arg-type]
         self.deny = DenyList(entries)
 
@@ -96,6 +172,7 @@ class SenderGate:
         async with connect(self._engine, write=True) as conn:
             await deny_store.upsert(conn, entry.value, entry.kind, entry.reason)
         self.deny.add(entry.value, entry.reason)
+        self._local_changes += 1
         return entry
 
     async def deny_remove(self, value: str) -> bool:
@@ -103,6 +180,7 @@ class SenderGate:
         async with connect(self._engine, write=True) as conn:
             removed = await deny_store.remove(conn, entry.value)
         self.deny.remove(entry.value)
+        self._local_changes += 1
         return removed
 
     def deny_match(self, value: str) -> DenyEntry | None:

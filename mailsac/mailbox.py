@@ -19,6 +19,7 @@ from mailsac.events import MessageDeleted
 from mailsac.forwarding.hub import MessageHub
 from mailsac.lru import ByteLRU
 from mailsac.mime import ParsedMessage, parse_message
+from mailsac.rendering import Renderings
 from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MessageRecord
 from mailsac.storage import messages as queries
@@ -26,7 +27,7 @@ from mailsac.storage.db import connect
 from mailsac.storage.keys import ApiKey
 from mailsac.storage.messages import contains
 from mailsac.storage.models import messages
-from mailsac.visibility import Visibility, record_visible, visible_to
+from mailsac.visibility import Visibility, visible_to
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Mailboxes:
     def __init__(
         self, engine: AsyncEngine, blobs: BlobStore, cache_bytes: int, visibility: Visibility,
         hub: MessageHub | None = None, spam: SpamFeedback | None = None,
+        render_cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
@@ -50,6 +52,8 @@ class Mailboxes:
         self.cache: ByteLRU[str, ParsedMessage] = ByteLRU(cache_bytes, lambda p: p.approx_size())
         # Concurrent requests for the same uncached message share one parse.
         self._parsing: dict[str, asyncio.Future[ParsedMessage]] = {}
+        # Text/HTML renderings: computed once per blob off the loop, cached by bytes.
+        self.renderings = Renderings(self.parsed, render_cache_bytes)
 
     # -- inbox level ----------------------------------------------------------------------
 
@@ -78,12 +82,9 @@ class Mailboxes:
     # -- message level --------------------------------------------------------------------
 
     async def get(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
-        self._visibility.check_message_inbox(key, inbox)
         async with connect(self._engine) as conn:
             record = await queries.get_message(conn, inbox, message_id)
-        if record is None or not record_visible(record, key.account_id):
-            raise MessageNotFound(f"no message {message_id} in {inbox}")
-        return record
+        return self._visibility.check_message(key, inbox, message_id, record)
 
     async def delete(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
         record = await self.get(key, inbox, message_id)
@@ -121,10 +122,16 @@ class Mailboxes:
         return updated
 
     async def toggle_star(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
-        """Star (private to the caller, never recycled) or unstar a message."""
+        """Star (private to the caller, never recycled; 403 beyond the account's starred
+        quota) or unstar a message (then it belongs to whoever holds its inbox now)."""
         record = await self.get(key, inbox, message_id)
-        return await self._update(
-            record, saved_by=None if record.saved_by == key.account_id else key.account_id)
+        if record.saved_by == key.account_id:
+            owner = record.account_id or self._visibility.inbox_owner(record.inbox)
+            return await self._update(record, saved_by=None, account_id=owner)
+        async with connect(self._engine) as conn:
+            starred, message_limit = await queries.starred_quota(conn, key.account_id)
+        self._visibility.check_star_quota(starred, message_limit)
+        return await self._update(record, saved_by=key.account_id)
 
     async def set_label(
         self, key: ApiKey, inbox: str, message_id: str, label: str, present: bool
@@ -180,6 +187,7 @@ class Mailboxes:
     async def drop_blobs(self, keys: list[str]) -> None:
         for key in keys:
             self.cache.discard(key)
+            self.renderings.discard(key)
         await self._blobs.delete(keys)
 
     async def raw(self, record: MessageRecord) -> bytes:

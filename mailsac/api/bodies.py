@@ -1,4 +1,7 @@
-"""Message bodies: raw source, HTML as sent, sanitized HTML, plain text (contract §1.3)."""
+"""Message bodies: raw source, HTML as sent, sanitized HTML, plain text (contract §1.3).
+
+The renderings come from :class:`mailsac.rendering.Renderings` (computed once per message,
+off the event loop, cached)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailsac.api.context import ctx, message_target, require_key, wants_download
-from mailsac.mime import dirty_html, sanitized_html, text_body
 
 # Mail HTML must never run in our origin, even when a browser opens the URL directly:
 # the sandbox directive gives the document an opaque origin and blocks scripts.
@@ -33,18 +35,18 @@ async def dirty_body(request: Request) -> Response:
     key = await require_key(request)
     mailboxes = ctx(request).mailboxes
     record = await mailboxes.get(key, *message_target(request))
-    return _respond(request, dirty_html(await mailboxes.parsed(record)), "text/html", "html")
+    return _respond(request, await mailboxes.renderings.dirty(record), "text/html", "html")
 
 
 async def sanitized_body(request: Request) -> Response:
     key = await require_key(request)
     mailboxes = ctx(request).mailboxes
     record = await mailboxes.get(key, *message_target(request))
-    return _respond(request, sanitized_html(await mailboxes.parsed(record)), "text/html", "html")
+    return _respond(request, await mailboxes.renderings.sanitized(record), "text/html", "html")
 
 
 async def plain_text(request: Request) -> Response:
     key = await require_key(request)
     mailboxes = ctx(request).mailboxes
     record = await mailboxes.get(key, *message_target(request))
-    return _respond(request, text_body(await mailboxes.parsed(record)), "text/plain", "txt")
+    return _respond(request, await mailboxes.renderings.text(record), "text/plain", "txt")

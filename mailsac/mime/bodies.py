@@ -10,123 +10,27 @@ from collections.abc import Callable
 
 import nh3
 
+from mailsac.mime.htmlscan import has_remote_images, html_to_text, markup_depth
 from mailsac.mime.links import iter_text_urls
 from mailsac.mime.parse import Attachment, ParsedMessage
 
-__all__ = ["dirty_html", "html_to_text", "sanitized_html", "text_body", "text_to_html"]
+__all__ = [
+    "MAX_MARKUP_DEPTH", "dirty_html", "has_remote_images", "html_to_text", "output_limit",
+    "sanitized_html", "text_body", "text_to_html",
+]
 
-# ---------------------------------------------------------------------------------------
-# HTML -> text (a small linear-time scanner; no regex can backtrack past the next "<")
-
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*>?")
-_TAG_START = re.compile(r"<[A-Za-z/!?]")
-_WS = re.compile(r"[ \t\r\n\f\v]+")
-_SKIP_CONTENT = {
-    name: re.compile(rf"</{name}[^<>]*>", re.IGNORECASE)
-    for name in ("script", "style", "title", "template", "noscript", "xml")
-}
-_PARAGRAPH = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote"})
-_LINE = frozenset(
-    {
-        "div", "li", "tr", "ul", "ol", "dl", "dt", "dd", "hr", "section", "article",
-        "header", "footer", "nav", "aside", "main", "form", "caption", "center",
-        "address", "figure", "figcaption", "details", "summary", "body", "html",
-    }
-)  # fmt: skip
+# The sanitizer's HTML5 tree builder costs O(depth) per tag; deeper documents are shown
+# as their text instead (real mail nests a few dozen levels).
+MAX_MARKUP_DEPTH = 256
+# No rendering may be larger than this multiple of what it was made from (plus a floor):
+# sanitizing adds attributes to every link, so "<a>" * n would otherwise grow ~19x.
+OUTPUT_FACTOR = 4
+OUTPUT_FLOOR = 1024 * 1024
 
 
-class _TextOut:
-    """Accumulates text with HTML whitespace semantics (collapsed runs, explicit breaks)."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.newlines = 0
-        self.space = False
-        self.length = 0  # characters of text so far (separators not counted)
-
-    def _flush(self, leading_space: bool) -> None:
-        if self.parts and self.newlines:
-            self.parts.append("\n" * self.newlines)
-        elif self.parts and (self.space or leading_space):
-            self.parts.append(" ")
-        self.newlines = 0
-        self.space = False
-
-    def text(self, chunk: str) -> None:
-        chunk = _WS.sub(" ", html.unescape(chunk) if "&" in chunk else chunk)
-        stripped = chunk.strip(" ")
-        if not stripped:
-            self.space = self.space or bool(chunk)
-            return
-        self._flush(chunk[0] == " ")
-        self.parts.append(stripped)
-        self.length += len(stripped)
-        self.space = chunk[-1] == " "
-
-    def preformatted(self, chunk: str) -> None:
-        chunk = html.unescape(chunk) if "&" in chunk else chunk
-        if chunk:
-            self._flush(False)
-            self.parts.append(chunk.replace("\r\n", "\n"))
-            self.length += len(chunk)
-
-    def breaks(self, count: int, additive: bool = False) -> None:
-        self.newlines = self.newlines + count if additive else max(self.newlines, count)
-
-    def result(self) -> str:
-        return "".join(self.parts).replace("\xa0", " ").strip()
-
-
-def html_to_text(doc: str, limit: int = 0) -> str:
-    """Strip tags (dropping script/style content), decode entities, keep line structure.
-
-    With ``limit``, stop once at least that many characters of text are collected (the
-    result then starts exactly like the full conversion).
-    """
-    out = _TextOut()
-    pos, end, pre = 0, len(doc), 0
-    while pos < end:
-        if limit and out.length >= limit:
-            break
-        lt = doc.find("<", pos)
-        if lt < 0:
-            lt = end
-        if lt > pos:
-            (out.preformatted if pre else out.text)(doc[pos:lt])
-        if lt >= end:
-            break
-        if doc.startswith("<!--", lt):
-            close = doc.find("-->", lt + 4)
-            pos = end if close < 0 else close + 3
-            continue
-        m = _TAG.match(doc, lt)
-        if m is None:
-            if doc.startswith(("<!", "<?"), lt):  # doctype, CDATA, processing instruction
-                close = doc.find(">", lt)
-                pos = end if close < 0 else close + 1
-            else:  # a stray "<": it and everything up to the next plausible tag is text
-                nxt = _TAG_START.search(doc, lt + 1)
-                pos = end if nxt is None else nxt.start()
-                (out.preformatted if pre else out.text)(doc[lt:pos])
-            continue
-        pos = m.end()
-        closing, name = m.group(1) == "/", m.group(2).lower()
-        if name in _SKIP_CONTENT and not closing:
-            skip = _SKIP_CONTENT[name].search(doc, pos)
-            pos = end if skip is None else skip.end()
-        elif name == "br":
-            out.breaks(1, additive=True)
-        elif name == "pre":
-            pre = max(0, pre - 1) if closing else pre + 1
-            out.breaks(1)
-        elif name in _PARAGRAPH:
-            out.breaks(2)
-        elif name in _LINE:
-            out.breaks(1)
-        elif name in ("td", "th") and not closing:
-            out.space = True
-    return out.result()
-
+def output_limit(source_chars: int) -> int:
+    """Largest rendering (in characters) made from ``source_chars`` characters."""
+    return OUTPUT_FLOOR + OUTPUT_FACTOR * source_chars
 
 def text_body(msg: ParsedMessage) -> str:
     """The text part, or text derived from the HTML part, or ""."""
@@ -140,8 +44,11 @@ def text_body(msg: ParsedMessage) -> str:
 # ---------------------------------------------------------------------------------------
 # Dirty HTML
 
+# Possessive/bounded runs: each candidate "src" is scanned a bounded distance, once.
 _CID_SRC = re.compile(
-    r"""(\bsrc\s*=\s*)(?:"\s*cid:([^"]*)"|'\s*cid:([^']*)'|cid:([^\s>"']*))""", re.IGNORECASE
+    r"""(\bsrc\s*+=\s*+)(?:"\s*+cid:([^"]{0,1000})"|'\s*+cid:([^']{0,1000})'"""
+    r"""|cid:([^\s>"']{0,1000}))""",
+    re.IGNORECASE,
 )
 _MIME_TOKEN = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}", re.ASCII)
 
@@ -177,13 +84,18 @@ def _cid_index(msg: ParsedMessage) -> dict[str, Attachment]:
 
 def dirty_html(msg: ParsedMessage) -> str:
     """The HTML as sent, with ``src="cid:..."`` inlined as data: URIs of the matching
-    attachments; generated from the text part when there is no HTML part."""
+    attachments; generated from the text part when there is no HTML part.
+
+    Each attachment is inlined at most once (its first reference); later references to it
+    stay ``cid:`` as sent. So the result is at most the HTML part plus 4/3 of the
+    attachments' bytes: a message cannot multiply itself by repeating a reference.
+    """
     if msg.html is None or (not msg.html.strip() and msg.text):
         return text_to_html(msg.text) if msg.text else ""
     index = _cid_index(msg)
     if not index or "cid:" not in msg.html.lower():
         return msg.html
-    cache: dict[str, str] = {}
+    inlined: set[str] = set()
 
     def replace(m: re.Match[str]) -> str:
         ref = next((g for g in m.groups()[1:] if g is not None), "").strip()
@@ -192,12 +104,10 @@ def dirty_html(msg: ParsedMessage) -> str:
             att = index.get(key) or index.get(key.lower())
             if att is not None:
                 break
-        if att is None:
+        if att is None or att.checksum in inlined:
             return m.group(0)
-        uri = cache.get(att.checksum)
-        if uri is None:
-            uri = cache[att.checksum] = _data_uri(att)
-        return f'{m.group(1)}"{uri}"'
+        inlined.add(att.checksum)
+        return f'{m.group(1)}"{_data_uri(att)}"'
 
     return _CID_SRC.sub(replace, msg.html)
 
@@ -279,14 +189,35 @@ def sanitized_html(msg: ParsedMessage, *, remote_images: bool = False) -> str:
     """``dirty_html`` with scripts, event handlers, resource-loading CSS and remote images
     removed; links open in a new tab with rel="noopener noreferrer nofollow".
 
+    Documents nested deeper than :data:`MAX_MARKUP_DEPTH` are rendered from their text (the
+    sanitizer would take quadratic time), and the result never exceeds
+    :func:`output_limit` of the input.
+
     ``remote_images`` keeps http(s) image sources (the web viewer's opt-in variant).
     """
     doc = dirty_html(msg)
     if not doc:
         return ""
+    if markup_depth(doc, stop_at=MAX_MARKUP_DEPTH) >= MAX_MARKUP_DEPTH:
+        return _text_fallback(msg)
     try:
-        return (_REMOTE_IMAGES_CLEANER if remote_images else _CLEANER).clean(doc)
+        clean = (_REMOTE_IMAGES_CLEANER if remote_images else _CLEANER).clean(doc)
     except BaseException as exc:  # a Rust panic surfaces as a BaseException subclass
         if type(exc).__name__ != "PanicException":
             raise
-        return text_to_html(text_body(msg))
+        return _text_fallback(msg)
+    return _truncate_html(clean, output_limit(len(doc)))
+
+
+def _text_fallback(msg: ParsedMessage) -> str:
+    """The text body as (already safe) HTML, for documents the sanitizer cannot take."""
+    text = text_body(msg)
+    return _truncate_html(text_to_html(text), output_limit(len(text)))
+
+
+def _truncate_html(doc: str, limit: int) -> str:
+    """``doc`` cut before the last tag that starts within ``limit`` characters."""
+    if len(doc) <= limit:
+        return doc
+    cut = doc.rfind("<", 0, limit)
+    return doc[: cut if cut > 0 else limit]

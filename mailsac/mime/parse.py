@@ -28,6 +28,7 @@ from mailsac.mime.decode import (
     unsurrogate,
 )
 from mailsac.mime.links import extract_links
+from mailsac.mime.nesting import nesting_cut
 
 __all__ = [
     "Address",
@@ -42,7 +43,9 @@ __all__ = [
 
 MAX_DEPTH = 20  # multipart nesting levels walked
 MAX_PARTS = 2000  # MIME parts walked per message
-MAX_ADDRESS_HEADER = 256 * 1024  # characters of an address field handed to getaddresses
+MAX_ADDRESS_HEADER = 64 * 1024  # characters of an address field handed to getaddresses
+MAX_PARAM_HEADER = 8 * 1024  # characters of Content-Type / -Disposition parsed for parameters
+MAX_PARAMS = 100  # ";"-separated parameters of those headers parsed
 
 # ---------------------------------------------------------------------------------------
 # Public data model
@@ -175,12 +178,35 @@ class _RawPolicy(Compat32):
     which would lossily replace 8-bit bytes); decoding happens in this module."""
 
     def header_fetch_parse(self, name: str, value: str) -> str:
+        if name.lower() in _PARAM_HEADERS:
+            return _bound_params(value)
         return value
 
 
+_PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
+
+
+def _bound_params(value: str) -> str:
+    """At most :data:`MAX_PARAM_HEADER` characters and :data:`MAX_PARAMS` parameters.
+
+    The stdlib parameter parser (``get_param``, ``get_filename``, and ``get_boundary``
+    inside the parser itself) copies the rest of the value for every parameter and
+    re-counts quotes from its start for every ";": quadratic without these bounds.
+    """
+    value = value[:MAX_PARAM_HEADER]
+    cut = -1
+    for _ in range(MAX_PARAMS):
+        cut = value.find(";", cut + 1)
+        if cut < 0:
+            return value
+    return value[:cut]
+
+
 _POLICY = _RawPolicy()
+# (The optional quote and the white space after it form one group: "\s*["']?\s*" would
+# try every split of a run of white space between its two \s*, quadratic in the run.)
 _META_CHARSET = re.compile(
-    rb"<meta[^>]{0,300}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]{1,40})", re.IGNORECASE
+    rb"<meta[^>]{0,300}?charset\s*=\s*(?:[\"']\s*)?([A-Za-z0-9_.:-]{1,40})", re.IGNORECASE
 )
 
 
@@ -268,6 +294,8 @@ class _Walker:
         file_name = _filename(part)
         if file_name is None and disposition in (None, "inline"):
             if ctype.startswith("multipart/"):  # multipart without a usable boundary
+                if not data.strip():
+                    return  # (e.g. the innermost level left by a nesting cut): no body
                 ctype = "text/plain"
             if ctype in ("text/plain", "text/html"):
                 self._add_body(part, ctype, data)
@@ -346,7 +374,11 @@ def _parse_tree(raw: bytes) -> tuple[Message, int]:
 
 
 def _parse(raw: bytes) -> ParsedMessage:
+    cut = nesting_cut(raw, MAX_DEPTH)
+    if cut is not None:  # nested deeper than is walked: see mailsac.mime.nesting
+        raw = raw[:cut]
     msg, defects = _parse_tree(raw)
+    defects += cut is not None
     raw_headers = [(name, unfold(unsurrogate(value))) for name, value in msg.raw_items()]
     headers = [(name, decode_rfc2047(value)) for name, value in raw_headers]
     by_name: dict[str, list[str]] = {}

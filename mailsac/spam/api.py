@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mailsac.mime import ParsedMessage, html_to_text
 from mailsac.spam.bayes import SpamModel
-from mailsac.spam.features import body_tokens, field_tokens
+from mailsac.spam.features import MAX_TEXT, body_tokens, field_tokens
 
 __all__ = ["DEFAULT_MODEL_PATH", "check_spam", "default_model", "score_message"]
 
@@ -48,9 +48,17 @@ def score_message(
     return (model or default_model()).score(raw, parsed)
 
 
+MAX_ADDRESS_FIELD = 64 * 1024  # characters of the "to" / "from" fields handed to the parser
+
+
 def _addresses(value: str | Sequence[str]) -> list[tuple[str, str]]:
     values = [value] if isinstance(value, str) else list(value)
-    return [(n, a) for n, a in email.utils.getaddresses(values) if a or n]
+    field = ", ".join(str(v) for v in values)[:MAX_ADDRESS_FIELD]
+    try:  # the stdlib parser recurses on "(((..." and "a:a:a:...": RecursionError
+        pairs = email.utils.getaddresses([field])
+    except Exception:
+        return []
+    return [(n, a) for n, a in pairs if a or n]
 
 
 def check_spam(
@@ -71,7 +79,7 @@ def check_spam(
     body = text or ""
     if body.lstrip()[:1] == "<" and "</" in body:
         tokens.add("body:html")
-        body = html_to_text(body)
+        body = html_to_text(body[: MAX_TEXT * 4], limit=MAX_TEXT)  # as for stored mail
     body_tokens(body, tokens)
     score = (model or default_model()).score_tokens(tokens)
     return {"spamminess": round(score, 4), "spam": score > 0.5}

@@ -34,7 +34,7 @@ and on the hand-written present-day set in ``tests/data/spam/modern``; see
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mailsac.mime import ParsedMessage, html_to_text
 from mailsac.spam import headers as hdr
@@ -45,7 +45,14 @@ __all__ = ["MAX_TEXT", "body_tokens", "extract_tokens", "field_tokens"]
 MAX_TEXT = 16_000  # characters of body text tokenized (bounds the cost of large messages)
 MAX_LINKS = 60
 
-_WORD = re.compile(r"[\w$€£][\w$€£'’.%&-]*[\w%]|[\w$€£]", re.UNICODE)
+# A word is what ``[\w$€£][\w$€£'’.%&-]*[\w%]|[\w$€£]`` finds, but that pattern is
+# quadratic on runs without a final character ("$" * n: every "$" rescans the rest of the
+# run). So whole runs are matched (one greedy class, no backtracking) and the word is the
+# run up to its last [\w%] character; each "$€£" after it is a one-character word.
+_WORD_RUN = re.compile(r"[\w$€£][\w$€£'’.%&-]*", re.UNICODE)
+_WORD = re.compile(r"[\w$€£][\w$€£'’.%&-]*[\w%]|[\w$€£]", re.UNICODE)  # reference only
+_NOT_FINAL = "$€£'’.&-"  # run characters that cannot end a word
+_CURRENCY = frozenset("$€£")
 _CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
 _ANY_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
 _DIGITS = re.compile(r"^[\d.,-]+$")
@@ -67,9 +74,74 @@ def bucket(n: float) -> int:
     return int(n).bit_length() if n > 0 else 0
 
 
+def words_of(text: str) -> set[str]:
+    """The distinct words of ``text`` (linear time; see ``_WORD_RUN``)."""
+    words: set[str] = set()
+    for run in set(_WORD_RUN.findall(text)):
+        word = run.rstrip(_NOT_FINAL)
+        if word == run:
+            words.add(run)
+            continue
+        if word:
+            words.add(word)
+        words.update(ch for ch in run[len(word):] if ch in _CURRENCY)
+    return words
+
+
+def has_trailing_id(subject: str) -> bool:
+    """True when the subject ends in an id-like token.
+
+    Same answer as searching ``\\s{3,}\\S+\\s*$|[\\s-]\\d{4,}\\s*$|[\\s(\\[#][a-z]*\\d[a-z\\d]{4,}
+    [)\\]]?\\s*$``, which is quadratic on long runs of white space; computed from the end of
+    the subject instead (``str.isspace`` / ``isdecimal`` are the regex's ``\\s`` / ``\\d``).
+    """
+    text = subject.rstrip()
+    if not text:
+        return False
+    # \s{3,}\S+\s*$ : the last word, preceded by at least three white-space characters.
+    word = _trailing_run(text, _not_space)
+    if len(text) - word >= 3 and text[-word - 3 : -word].isspace():
+        return True
+    # [\s-]\d{4,}\s*$ : at least four trailing digits after white space or "-".
+    digits = _trailing_run(text, str.isdecimal)
+    if digits >= 4 and len(text) > digits and (text[-digits - 1].isspace()
+                                               or text[-digits - 1] == "-"):
+        return True
+    # [\s(\[#][a-z]*\d[a-z\d]{4,}[)\]]?\s*$ : the id is the whole trailing [a-z\d] run.
+    if text[-1] in ")]":
+        text = text[:-1]
+    run = _trailing_run(text, _is_id_char)
+    if not run or len(text) == run:
+        return False
+    before = text[-run - 1]
+    if not (before.isspace() or before in "([#"):
+        return False
+    token = text[-run:]
+    first_digit = next((i for i, ch in enumerate(token) if ch.isdecimal()), len(token))
+    return len(token) - first_digit - 1 >= 4
+
+
+def _not_space(ch: str) -> bool:
+    return not ch.isspace()
+
+
+def _is_id_char(ch: str) -> bool:
+    return "a" <= ch <= "z" or ch.isdecimal()
+
+
+def _trailing_run(text: str, accept: Callable[[str], bool]) -> int:
+    """Length of the longest suffix of ``text`` whose characters all satisfy ``accept``."""
+    n = 0
+    for ch in reversed(text):
+        if not accept(ch):
+            break
+        n += 1
+    return n
+
+
 def _words(text: str, prefix: str, out: set[str]) -> None:
     # Tokens are a set: classify each distinct word once (text repeats most words).
-    for word in set(_WORD.findall(text.lower())):
+    for word in words_of(text.lower()):
         n = len(word)
         if n > 20:
             out.add(f"{prefix}long:{n // 10}")
@@ -183,7 +255,7 @@ def field_tokens(
     first = subject.lstrip().split(":", 1)[0].lower() if ":" in subject[:6] else ""
     if first in _SHORT_WORDS:
         out.add("subj:" + first)
-    if re.search(r"\s{3,}\S+\s*$|[\s-]\d{4,}\s*$|[\s(\[#][a-z]*\d[a-z\d]{4,}[)\]]?\s*$", subject):
+    if has_trailing_id(subject):
         out.add("subj:trailing_id")
     local, _, domain = from_addr.lower().rpartition("@")
     if not domain:

@@ -28,8 +28,15 @@ _MAILER_WORD = re.compile(r"[a-z]{2,}")
 _PRIVATE_IP = re.compile(r"^(?:10\.|127\.|192\.168\.|172\.(?:1[6-9]|2\d|3[01])\.)")
 
 
+MAX_ADDRESS_VALUE = 4096  # characters of a Reply-To / Return-Path value parsed (first address)
+MAX_MAILER_VALUE = 256  # characters of X-Mailer / User-Agent looked at (first three words)
+
+
 def _domain_of(value: str) -> str:
-    _, addr = email.utils.parseaddr(value)
+    try:  # the stdlib parser recurses on "(((..." and "a:a:a:...": RecursionError
+        _, addr = email.utils.parseaddr(value[:MAX_ADDRESS_VALUE])
+    except Exception:
+        return ""
     return registrable_domain(addr.rpartition("@")[2]) if "@" in addr else ""
 
 
@@ -131,7 +138,7 @@ def header_tokens(msg: ParsedMessage, from_domain: str, out: set[str]) -> None:
         out.add("mid:" + ("same" if mid_domain == from_domain else "diff"))
         if len(local) < 10:
             out.add("mid:short")
-    mailer = (get("x-mailer") or get("user-agent") or [""])[0].lower()
+    mailer = (get("x-mailer") or get("user-agent") or [""])[0][:MAX_MAILER_VALUE].lower()
     words = _MAILER_WORD.findall(mailer)[:3]
     out.add("xm:" + (" ".join(words) if words else "none"))
     for name in ("x-priority", "x-msmail-priority", "importance"):

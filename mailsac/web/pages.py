@@ -10,10 +10,10 @@ from starlette.responses import RedirectResponse, Response
 
 from mailsac.api.context import date_param
 from mailsac.errors import AttachmentNotFound, InvalidAddress
-from mailsac.mime import find_attachment, headers_ordered, sanitized_html, text_body
+from mailsac.mime import find_attachment, headers_ordered
 from mailsac.policy import normalize_inbox
 from mailsac.storage.messages import MessageRecord
-from mailsac.web.render import has_remote_images, html_with_remote_images, path_part
+from mailsac.web.render import path_part
 from mailsac.web.security import DOWNLOAD_CSP, MAIL_SANDBOX, body_headers
 from mailsac.web.state import Handlers, html_errors
 from mailsac.web.viewer import Viewer, list_inbox, open_message
@@ -94,6 +94,7 @@ class Pages(Handlers):
         viewer, record = await self._open(request)
         mailboxes = self.ui.ctx(request).mailboxes
         parsed = await mailboxes.parsed(record)
+        renderings = mailboxes.renderings  # computed once, off the event loop
         view = request.query_params.get("view", "html")
         view = view if view in _VIEW_NAMES else "html"
         raw = None
@@ -103,18 +104,19 @@ class Pages(Handlers):
         base = f"/inbox/{path_part(record.inbox)}/{path_part(record.id)}"
         return self.ui.page(request, "message.html", {
             "viewer": viewer, "inbox": record.inbox, "record": record, "parsed": parsed,
-            "text": text_body(parsed), "headers": headers_ordered(parsed.headers),
+            "text": await renderings.text(record), "headers": headers_ordered(parsed.headers),
             "raw": raw, "view": view, "views": VIEWS, "base": base, "images": images,
-            "remote_images": has_remote_images(parsed), "sandbox": MAIL_SANDBOX,
+            "remote_images": await renderings.has_remote_images(record),
+            "sandbox": MAIL_SANDBOX,
         })
 
     @html_errors
     async def body(self, request: Request) -> Response:
         """The mail's HTML for the sandboxed iframe (remote images only with ``images=1``)."""
         _, record = await self._open(request)
-        parsed = await self.ui.ctx(request).mailboxes.parsed(record)
         remote = request.query_params.get("images") == "1"
-        html = html_with_remote_images(parsed) if remote else sanitized_html(parsed)
+        renderings = self.ui.ctx(request).mailboxes.renderings
+        html = await renderings.sanitized(record, remote_images=remote)
         doc = ('<!doctype html><html><head><meta charset="utf-8">'
                '<meta name="referrer" content="no-referrer"></head><body>'
                f"{html}</body></html>")

@@ -8,7 +8,6 @@ scripts, so it is as inert as the default body apart from the images it loads.
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ import jinja2
 from starlette.templating import Jinja2Templates
 
 from mailsac.mime import sanitized_html
+from mailsac.mime.htmlscan import has_remote_images as _html_has_remote_images
 from mailsac.mime.parse import ParsedMessage
 from mailsac.timeutil import iso_ms
 
@@ -26,9 +26,6 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 SPAM_THRESHOLD = 0.5
 
-_REMOTE_IMG = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*["']?\s*https?:""", re.IGNORECASE)
-
-
 def html_with_remote_images(msg: ParsedMessage) -> str:
     """Sanitized HTML that keeps ``http(s)`` image sources (and nothing else more)."""
     return sanitized_html(msg, remote_images=True)
@@ -36,7 +33,7 @@ def html_with_remote_images(msg: ParsedMessage) -> str:
 
 def has_remote_images(msg: ParsedMessage) -> bool:
     """Whether the HTML part refers to images on other servers (shows the toggle)."""
-    return bool(msg.html) and _REMOTE_IMG.search(msg.html or "") is not None
+    return _html_has_remote_images(msg.html)  # a linear scan (see mailsac.mime.htmlscan)
 
 
 def path_part(value: str) -> str:
