@@ -22,6 +22,7 @@ from mailsac.api import (
 )
 from mailsac.api.context import ApiContext
 from mailsac.api.errors import EXCEPTION_HANDLERS
+from mailsac.api.limits import BodyLimit
 from mailsac.web.routes import web_routes
 
 M = "/api/addresses/{email}/messages/{id}"
@@ -130,7 +131,9 @@ class SecurityHeaders:
 def create_app(context: ApiContext, *, ui_domain: str = "", ui_public: str = "latest") -> Starlette:
     app = Starlette(
         routes=[*ROUTES, *SERVICE_ROUTES, *WEBSOCKET_ROUTES, *web_routes()],
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders),
+                    Middleware(BodyLimit, max_body=context.limits.max_body,
+                               body_timeout=context.limits.body_timeout)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.ctx = context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,15 +14,14 @@ from mailsac.access import KeyAuthenticator
 from mailsac.account_mail import AccountMail
 from mailsac.addresses import Addresses
 from mailsac.admin import Admin
-from mailsac.api.errors import BadRequest
+from mailsac.api.errors import BadRequest, RequestRefused
+from mailsac.api.limits import HttpLimits, StreamCaps
 from mailsac.errors import Forbidden
 from mailsac.forwarding.hub import MessageHub
 from mailsac.gate import SenderGate
 from mailsac.mailbox import Mailboxes
 from mailsac.policy import normalize_inbox
 from mailsac.storage.keys import ApiKey
-
-MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,8 @@ class ApiContext:
     metrics: Callable[[], dict[str, Any]]
     accepted_domains: tuple[str, ...] = ()
     ws_send_timeout: float = 10.0
+    limits: HttpLimits = field(default_factory=HttpLimits)
+    streams: StreamCaps = field(default_factory=lambda: StreamCaps(1024, 1024))
 
 
 def ctx(request: Request) -> ApiContext:
@@ -47,14 +48,30 @@ def ctx(request: Request) -> ApiContext:
     return context
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read as it streams and refused (413) once it passes ``limit``
+    bytes; a declared ``Content-Length`` over the limit is refused before reading."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestRefused(413, f"the request body is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestRefused(413, f"the request body is larger than the limit of "
+                                      f"{limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object body ({} when empty); 400 when it is not a JSON object."""
+    """The request's JSON object body ({} when empty); 400 when it is not a JSON object,
+    413 when it is larger than the body limit (``MAILSAC_HTTP_MAX_BODY``)."""
     cached: dict[str, Any] | None = getattr(request.state, "json_body", None)
     if cached is not None:
         return cached
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequest("the request body is too large")
+    raw = await read_body(request, ctx(request).limits.max_body)
     body: Any = {}
     if raw.strip():
         try:

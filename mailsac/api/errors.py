@@ -27,6 +27,19 @@ class BadRequest(InvalidRequest):
     """Invalid query or body parameter (400)."""
 
 
+class RequestRefused(Exception):  # noqa: N818 (not an error of the request's content)
+    """An HTTP-level refusal with its status (413 body too large, 408 body stalled, 429 too
+    many streams). Deliberately not a ``MailsacError``: the web viewer answers it as JSON
+    too. 408 and 413 close the connection (the rest of the body is never read)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = dict(headers or {})
+        if status in (408, 413):
+            self.headers["Connection"] = "close"
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     body = {"message": message, "error": HTTPStatus(status).phrase}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -72,6 +85,11 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, dict(exc.headers or {}))
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRefused)
+    return error_response(exc.status, str(exc), exc.headers)
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "Internal server error")
@@ -85,5 +103,6 @@ EXCEPTION_HANDLERS = {
     InvalidRequest: _bad_request,
     StorageUnavailable: _unavailable,
     HTTPException: _http_exception,
+    RequestRefused: _refused,
     Exception: _internal,
 }

@@ -336,14 +336,19 @@ _ERROR_TEXT = {
     401: "Missing, unknown or revoked API key.",
     403: "The key's account may not do this.",
     404: "Not found.",
+    413: "The request body is larger than `MAILSAC_HTTP_MAX_BODY` (refused from "
+         "`Content-Length` before it is read).",
+    429: "Too many open waits, WebSocket feeds and event streams from this client IP or for "
+         "this key; retry after `Retry-After` seconds.",
     503: "The database is unavailable; retry after `Retry-After` seconds.",
 }
 _ERROR_RESPONSES: Obj = {
     str(code): _json(text, _schema("Error")) for code, text in _ERROR_TEXT.items()
 }
-_ERROR_RESPONSES["503"]["headers"] = {
-    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
-}
+for _code in ("429", "503"):
+    _ERROR_RESPONSES[_code]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
+    }
 
 _SECURITY_SCHEMES: Obj = {
     "MailsacKeyHeader": {"type": "apiKey", "in": "header", "name": "Mailsac-Key"},

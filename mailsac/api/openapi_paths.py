@@ -81,6 +81,7 @@ def _op(op_id: str, tag: str, summary: str, ok: Obj, *, params: tuple[str, ...] 
     if body:
         operation["requestBody"] = {"required": body_required, "content": {
             "application/json": {"schema": _schema(body)}}}
+        operation["responses"]["413"] = _ref("responses", "413")  # MAILSAC_HTTP_MAX_BODY
     return operation
 
 
@@ -97,8 +98,14 @@ _INBOX_ERRORS: dict[int, str] = {400: "Invalid inbox address or query parameter.
 _MSG_ERRORS: dict[int, str] = {400: "Invalid inbox address.",
                                401: _OTHERS_INBOX + " (whether or not the message exists).",
                                404: "No such message visible to this key.", 503: ""}
-_ADMIN_ERRORS: dict[int, str] = {401: "", 403: "The key is not an admin key.", 503: ""}
+_ADMIN_ERRORS: dict[int, str] = {401: "", 403: "The key is not an admin key, or it is an "
+                                  "admin key of another account than the one named (only "
+                                  "operator keys manage other accounts).", 503: ""}
+_OPERATOR_ONLY = {403: "Not an operator key (an admin key of the account `admin`)."}
 _NO_ACCOUNT = "No such account."
+_FEEDBACK_403 = ("The account's feedback limit for this class "
+                 "(MAILSAC_SPAM_FEEDBACK_PER_ACCOUNT) or the global one "
+                 "(MAILSAC_SPAM_FEEDBACK_MAX_ROWS) is reached; the message is not moved.")
 
 _DISPOSITION = {"Content-Disposition": {
     "description": "Present when `download` is set: `attachment; filename=\"<id>.<ext>\"`.",
@@ -165,9 +172,10 @@ def _message_paths() -> Obj:
             _json("The oldest matching message.", message),
             params=("email", "timeout", "waitSince", "subject", "from"),
             errors=_INBOX_ERRORS | {400: "Invalid inbox address, timeout or since."},
-            more={"204": _response("Nothing matched within `timeout`.", headers={
-                "X-Mailsac-Waited-Until": {"description": "When the wait ended.",
-                                           "schema": _STR}})},
+            more={"429": _ref("responses", "429"), "204": _response(
+                "Nothing matched within `timeout`.", headers={
+                    "X-Mailsac-Waited-Until": {"description": "When the wait ended.",
+                                               "schema": _STR}})},
             description="Answers as soon as a visible message received at or after "
             "`since` matches `subject` and `from` (all given criteria).")},
         _M: {
@@ -191,9 +199,12 @@ def _message_paths() -> Obj:
         _M + "/star": {"put": _op(
             "toggleStar", "Messages", "Star or unstar a message (toggle)",
             _json("The message; `savedBy` is the account when starred, else null.", message),
-            params=("email", "id"), errors=_MSG_ERRORS,
+            params=("email", "id"), errors=_MSG_ERRORS | {
+                403: "Starring it would exceed the account's starred-message limit "
+                     "(MAILSAC_MAX_STARRED_PER_ACCOUNT and the account's messageLimit)."},
             description="A starred message is private to the starring account and never "
-                        "recycled.")},
+                        "recycled; it stays the starrer's even if another account reserves "
+                        "its inbox later.")},
         _M + "/labels/{label}": {
             "put": _label_op("addLabel", "Add a label (idempotent)"),
             "delete": _label_op("removeLabel", "Remove a label (idempotent)"),
@@ -232,7 +243,9 @@ def _address_paths() -> Obj:
             "get": _op("getAddress", "Addresses", "One address", _json("The address.", address),
                        params=("email",), errors={
                            400: "Invalid address.", 401: "Missing or unknown key, or the "
-                           "address (or its domain) belongs to another account.", 503: ""},
+                           "address (or its domain) belongs to another account.",
+                           403: "Showing this address would create a new alias beyond the "
+                           "account's limit (MAILSAC_MAX_ALIASES_PER_ACCOUNT).", 503: ""},
                        description="A reserved address of the account, or a non-reserved "
                        "one (then its settings are null/false and `implicit` tells whether "
                        "the account owns its domain)."),
@@ -265,7 +278,12 @@ def _address_paths() -> Obj:
             _list("At most 100 deliveries, newest first.", "WebhookDelivery"),
             params=("email",), errors={400: "Invalid address.", 401: "Missing or unknown key, "
                                        "or the address is not reserved by your account.",
-                                       503: ""})},
+                                       503: ""},
+            description="Only deliveries your account's settings created (never a previous "
+            "holder's). `url` hides secrets: webhook URLs without userinfo, query or fragment; "
+            "Slack URLs only as scheme and host. Payloads are not shown, are dropped when the "
+            "message is deleted or after MAILSAC_WEBHOOK_PAYLOAD_RETENTION_HOURS, and finished "
+            "rows go after MAILSAC_WEBHOOK_HISTORY_RETENTION_HOURS.")},
         "/api/private-addresses-bulk": {"post": _op(
             "reserveAddresses", "Addresses", "Reserve several addresses (all or none)",
             _list("The reserved addresses.", "Address"), body="BulkAddresses", errors={
@@ -320,11 +338,11 @@ def _account_paths() -> Obj:
         "/api/messages/{id}/spam": {"post": _op(
             "markSpam", "Spam", "Teach the spam model: this message is spam",
             _json("The message, now in the spam folder.", _schema("Message")),
-            params=("id",), errors=(401, 404, 503))},
+            params=("id",), errors={401: "", 403: _FEEDBACK_403, 404: "", 503: ""})},
         "/api/messages/{id}/ham": {"post": _op(
             "markHam", "Spam", "Teach the spam model: this message is not spam",
             _json("The message, back in the inbox folder.", _schema("Message")),
-            params=("id",), errors=(401, 404, 503))},
+            params=("id",), errors={401: "", 403: _FEEDBACK_403, 404: "", 503: ""})},
         "/api/me": {"get": _op(
             "getMe", "Account", "The key's account", _json("The account.", _schema("Me")),
             errors={401: "", 404: "The key's account no longer exists.", 503: ""})},
@@ -356,8 +374,9 @@ def _admin_paths() -> Obj:
         "/api/admin/accounts": {
             "post": admin_op("createAccount", "Create an account",
                              _json("The account.", _schema("Account")), body="NewAccount",
-                             errors={400: "Invalid body or id, or the account exists."}),
-            "get": admin_op("listAccounts", "Every account",
+                             errors={400: "Invalid body or id, or the account exists.",
+                                     **_OPERATOR_ONLY}),
+            "get": admin_op("listAccounts", "Every account (an account admin: its own)",
                             _list("Accounts.", "Account")),
         },
         users: {
@@ -381,19 +400,22 @@ def _admin_paths() -> Obj:
         },
         "/api/admin/deny-list": {
             "get": admin_op("listDenyList", "The deny-list",
-                            _list("Entries.", "DenyEntry")),
+                            _list("Entries.", "DenyEntry"), errors=_OPERATOR_ONLY),
             "post": admin_op("addDenyEntry", "Refuse mail from an IP, network or domain",
                              _json("The stored entry.", _schema("DenyEntry")),
                              body="NewDenyEntry",
-                             errors={400: "Not an IP, CIDR network or domain."}),
+                             errors={400: "Not an IP, CIDR network or domain.",
+                                     **_OPERATOR_ONLY}),
         },
         "/api/admin/deny-list/{value}": {"delete": admin_op(
             "removeDenyEntry", "Take an entry off the deny-list", _response("Removed."),
             status="204", params=("value",),
-            errors={400: "Not an IP, CIDR network or domain.", 404: "Not on the deny-list."})},
+            errors={400: "Not an IP, CIDR network or domain.", 404: "Not on the deny-list.",
+                    **_OPERATOR_ONLY})},
         "/api/admin/top-offenders": {"get": admin_op(
             "topOffenders", "Heaviest senders per rate limit (from the in-memory counter)",
-            _json("Per limit name.", _schema("TopOffenders")), params=("limit",))},
+            _json("Per limit name.", _schema("TopOffenders")), params=("limit",),
+            errors=_OPERATOR_ONLY)},
         "/api/mailstats/blacklist": {"get": _op(
             "mailstatsBlacklist", "Mailstats", "Deny-listed domains and IPs",
             _json("Values.", _array({"type": "string"})), errors=(401, 503))},
@@ -404,13 +426,14 @@ def _admin_paths() -> Obj:
         "/api/admin/keys/{key_id}": {"delete": admin_op(
             "revokeApiKey", "Revoke an API key", _response("Revoked."), status="204",
             params=("key_id",), errors={400: "`key_id` is not an integer.",
-                                        404: "No active key with this id."})},
+                                        404: "No active key with this id (in the "
+                                             "caller's account, for an account admin)."})},
         "/api/admin/domains": {"post": admin_op(
             "addDomain", "Give a domain to an account", _json("The domain.", _schema("Domain")),
             body="NewDomain", errors={
                 400: "Invalid body or domain.",
-                403: "Not an admin key; or the domain, or an address reserved in it, belongs "
-                     "to another account.", 404: _NO_ACCOUNT},
+                403: "Not an operator key; or the domain, or an address reserved in it, "
+                     "belongs to another account.", 404: _NO_ACCOUNT},
             description="Its stored mail becomes private to the account; idempotent for the "
             "same account.")},
     }

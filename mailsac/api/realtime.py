@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -14,12 +15,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mailsac.api.context import ApiContext, date_param, inbox_param, require_key
 from mailsac.api.errors import BadRequest
+from mailsac.api.limits import STREAMS, TooManyStreams, client_ip
 from mailsac.errors import InvalidAddress, StorageUnavailable, Unauthorized
 from mailsac.events import MessageStored
 from mailsac.forwarding.hub import SubscriptionClosed
-from mailsac.forwarding.payload import message_payload
+from mailsac.forwarding.payload import encode_json, message_payload
 from mailsac.messagejson import message_json
+from mailsac.mime import ParsedMessage
 from mailsac.policy import normalize_inbox
+from mailsac.storage.keys import ApiKey
 from mailsac.storage.messages import MessageRecord
 from mailsac.timeutil import iso_ms, now_ms
 from mailsac.visibility import record_visible
@@ -87,6 +91,12 @@ async def incoming_messages(ws: WebSocket) -> None:
     if problem:
         await _refuse(ws, 403, problem)
         return
+    ip = client_ip(ws.scope)
+    try:
+        context.streams.acquire(ip, key.id, STREAMS)
+    except TooManyStreams as exc:
+        await _refuse(ws, 429, str(exc))  # close code 4429
+        return
     subscription = context.hub.subscribe(addresses, domains, maxsize=100)
     try:
         await ws.send_json({"status": 200, "msg": "Listening", "addresses": addresses,
@@ -94,6 +104,7 @@ async def incoming_messages(ws: WebSocket) -> None:
         await _pump(ws, context, subscription, key.account_id)
     finally:
         context.hub.unsubscribe(subscription)
+        context.streams.release(ip, key.id)
 
 
 async def _pump(ws: WebSocket, context: ApiContext, subscription: Any, account_id: str) -> None:
@@ -117,9 +128,11 @@ async def _pump(ws: WebSocket, context: ApiContext, subscription: Any, account_i
                 continue
             parsed = await context.mailboxes.parsed(record)
             raw = await context.mailboxes.raw(record)
-            frame = {"status": 200, "email": message_payload(record, parsed, raw)}
+            text = await context.mailboxes.renderings.text(record)  # cached, shared
+            # The frame carries the whole message: built and encoded off the loop.
+            frame = await asyncio.to_thread(_frame, record, parsed, raw, text)
             try:
-                await asyncio.wait_for(ws.send_json(frame), context.ws_send_timeout)
+                await asyncio.wait_for(ws.send_text(frame), context.ws_send_timeout)
             except TimeoutError:
                 # Too slow: stop feeding it. Returning closes the transport; the close frame
                 # itself may not fit into a full buffer, so it gets only a moment.
@@ -131,6 +144,10 @@ async def _pump(ws: WebSocket, context: ApiContext, subscription: Any, account_i
         return
     finally:
         closed.cancel()
+
+
+def _frame(record: MessageRecord, parsed: ParsedMessage, raw: bytes, text: str) -> str:
+    return encode_json({"status": 200, "email": message_payload(record, parsed, raw, text)})
 
 
 async def _until_disconnect(ws: WebSocket) -> None:
@@ -167,7 +184,13 @@ async def wait_for_message(request: Request) -> Response:
     since = date_param(request, "since") or now_ms()
     subject = request.query_params.get("subject") or None
     sender = request.query_params.get("from") or None
-    deadline = time.monotonic() + timeout
+    with context.streams.hold(client_ip(request.scope), key.id, STREAMS):
+        return await _wait(context, key, inbox, since, subject, sender,
+                           time.monotonic() + timeout)
+
+
+async def _wait(context: ApiContext, key: ApiKey, inbox: str, since: datetime,
+                subject: str | None, sender: str | None, deadline: float) -> Response:
     while True:
         # Subscribe first, then look in the database: nothing can slip between the two.
         subscription = context.hub.subscribe([inbox], maxsize=1000)

@@ -13,10 +13,13 @@ import urllib.parse
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from mailsac.api.context import read_body
+from mailsac.api.limits import client_ip
 from mailsac.errors import Unauthorized
 from mailsac.policy import normalize_inbox
 from mailsac.web.render import path_part
 from mailsac.web.security import (
+    SessionRefused,
     clear_session_cookie,
     csrf_ok,
     local_path,
@@ -31,12 +34,9 @@ MAX_FORM = 16 * 1024
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """A small ``application/x-www-form-urlencoded`` body as a dict (first value wins)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            return {}
+    """A small ``application/x-www-form-urlencoded`` body as a dict (first value wins);
+    a body over :data:`MAX_FORM` bytes is refused (413) without being read further."""
+    body = await read_body(request, MAX_FORM)
     fields: dict[str, str] = {}
     for name, value in urllib.parse.parse_qsl(body.decode("utf-8", errors="replace"),
                                               keep_blank_values=True):
@@ -78,8 +78,16 @@ class Actions(Handlers):
                 "key_error": "That key is not valid (unknown or revoked).",
                 "next_url": next_url}, status_code=401)
         self.ui.sessions.drop(session_id(request))
+        limits = self.ui.ctx(request).limits
+        try:
+            created = self.ui.sessions.create(key_text, client_ip(request.scope), limits)
+        except SessionRefused as exc:
+            return self.ui.page(request, "error.html", {
+                "viewer": Viewer(ANONYMOUS), "status": 429, "title": "Too many sessions",
+                "detail": str(exc), "private": False, "latest_only": False},
+                status_code=429)
         response = RedirectResponse(next_url, status_code=303)
-        set_session_cookie(response, request, self.ui.sessions.create(key_text))
+        set_session_cookie(response, request, created)
         return response
 
     @html_errors

@@ -5,7 +5,9 @@ a message the viewer may see lands in the inbox, ``event: changed`` when one is 
 The page then fetches its message list again, through the same visibility rules as every
 page. The subscription is made before the response starts, so a client that reloads the
 list when the stream opens misses nothing, and it is always removed in ``finally`` (client
-gone, stream lifetime over, or the hub dropping a slow subscriber).
+gone, stream lifetime over, or the hub dropping a slow subscriber). Open streams are
+counted per client IP and per key (:class:`~mailsac.api.limits.StreamCaps`); over a cap
+the request is answered ``429`` with the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from mailsac.api.errors import error_response
+from mailsac.api.limits import STREAMS, StreamCaps, TooManyStreams, client_ip
 from mailsac.events import MessageDeleted, MessageStored
 from mailsac.forwarding.hub import MessageHub, Subscription, SubscriptionClosed
 from mailsac.policy import normalize_inbox
@@ -34,7 +38,8 @@ class EventStream(Response):
 
     def __init__(self, hub: MessageHub, inbox: str, account_id: str, *,
                  alive: Callable[[], bool] = lambda: True,
-                 heartbeat: float = HEARTBEAT, lifetime: float = LIFETIME) -> None:
+                 heartbeat: float = HEARTBEAT, lifetime: float = LIFETIME,
+                 caps: StreamCaps | None = None, key_id: int | None = None) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [  # no Content-Length: the body is open-ended
@@ -48,6 +53,8 @@ class EventStream(Response):
         self.alive = alive  # False once the viewer's key session has ended
         self.heartbeat = heartbeat
         self.lifetime = lifetime
+        self.caps = caps
+        self.key_id = key_id  # None for an anonymous viewer: only the per-IP cap applies
 
     def _frame(self, event: object) -> bytes | None:
         if isinstance(event, MessageStored):
@@ -76,6 +83,21 @@ class EventStream(Response):
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.caps is None:
+            await self._stream(scope, receive, send)
+            return
+        ip = client_ip(scope)
+        try:
+            self.caps.acquire(ip, self.key_id, STREAMS)
+        except TooManyStreams as exc:
+            await error_response(exc.status, str(exc), exc.headers)(scope, receive, send)
+            return
+        try:
+            await self._stream(scope, receive, send)
+        finally:
+            self.caps.release(ip, self.key_id)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscription = self.hub.subscribe([self.inbox], maxsize=100)
         try:
             await send({"type": "http.response.start", "status": self.status_code,
@@ -119,5 +141,8 @@ class Events(Handlers):
         mailboxes = self.ui.ctx(request).mailboxes
         await mailboxes.count_messages(viewer.key, inbox)  # 403 for another account's inbox
         sessions, sid = self.ui.sessions, viewer.session_id
-        return EventStream(self.ui.ctx(request).hub, inbox, viewer.key.account_id,
-                           alive=lambda: sid is None or sessions.get(sid) is not None)
+        context = self.ui.ctx(request)
+        return EventStream(context.hub, inbox, viewer.key.account_id,
+                           alive=lambda: sid is None or sessions.get(sid) is not None,
+                           caps=context.streams,
+                           key_id=viewer.key.id if viewer.signed_in else None)

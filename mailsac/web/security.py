@@ -4,7 +4,9 @@ A key typed into the viewer's form is kept in this process's memory only, under 
 random session id; the browser holds just that id, in an ``HttpOnly``, ``SameSite=Strict``
 cookie. Each session has its own random CSRF token, which every state-changing form
 carries and :func:`csrf_ok` checks. Sessions end when the key is forgotten, after
-:data:`IDLE_TTL` seconds unused, or when the process restarts.
+``MAILSAC_WEB_SESSION_IDLE`` seconds unused, or when the process restarts. The table is
+capped per client IP and in total and refuses new sessions when full, never evicting
+someone else's.
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailsac.api.limits import HttpLimits
+
 COOKIE = "mailsac_viewer"
-IDLE_TTL = 12 * 3600.0
-MAX_SESSIONS = 10_000
 
 # Every page of the viewer: nothing but this origin, no inline script or style.
 PAGE_CSP = (
@@ -69,44 +71,78 @@ class KeySession:
     last_used: float
 
 
-class KeySessions:
-    """Opaque session id -> :class:`KeySession`, bounded and idle-expiring (in memory)."""
+class SessionRefused(Exception):  # noqa: N818 (a refusal shown as a page, not a fault)
+    """No new key session now: the client IP holds its share, or the table is full."""
 
-    def __init__(self, *, idle_ttl: float = IDLE_TTL, max_sessions: int = MAX_SESSIONS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._idle_ttl = idle_ttl
-        self._max = max_sessions
+
+class SessionTable:
+    """Opaque session id -> :class:`KeySession`, capped per client IP and in total.
+
+    When full it refuses new sessions (:class:`SessionRefused`) instead of evicting other
+    people's, and sessions unused for ``web_session_idle`` seconds expire. The entries are
+    kept in least-recently-used order, so expiring is popping from the front (amortised
+    O(1) per call)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._sessions: OrderedDict[str, KeySession] = OrderedDict()
+        self._owner: dict[str, str] = {}  # session id -> client IP that created it
+        self._per_ip: Counter[str] = Counter()
+        self.idle_ttl = HttpLimits().web_session_idle
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, key: str) -> str:
-        """Store ``key`` under a new random id (returned) with a new CSRF token."""
-        while len(self._sessions) >= self._max:
-            self._sessions.popitem(last=False)  # the least recently used
-        session_id = secrets.token_urlsafe(32)
-        self._sessions[session_id] = KeySession(key, secrets.token_urlsafe(32), self._clock())
-        return session_id
+    def sessions_of(self, ip: str) -> int:
+        return self._per_ip[ip]
 
-    def get(self, session_id: str | None) -> KeySession | None:
-        if not session_id:
+    def create(self, key: str, ip: str, limits: HttpLimits) -> str:
+        """Store ``key`` under a new random id (returned) with a new CSRF token."""
+        self.idle_ttl = limits.web_session_idle
+        self._expire()
+        if self._per_ip[ip] >= limits.web_sessions_per_ip:
+            raise SessionRefused(
+                f"Your address already has {limits.web_sessions_per_ip} signed-in viewer "
+                "sessions. Sign out of one (or wait until an unused one expires) and try "
+                "again.")
+        if len(self._sessions) >= limits.web_sessions:
+            raise SessionRefused("The viewer has as many signed-in sessions as it can hold. "
+                                 "Try again later.")
+        sid = secrets.token_urlsafe(32)
+        self._sessions[sid] = KeySession(key, secrets.token_urlsafe(32), self._clock())
+        self._owner[sid] = ip
+        self._per_ip[ip] += 1
+        return sid
+
+    def get(self, sid: str | None) -> KeySession | None:
+        if not sid:
             return None
-        session = self._sessions.get(session_id)
+        session = self._sessions.get(sid)
         if session is None:
             return None
         now = self._clock()
-        if now - session.last_used > self._idle_ttl:
-            del self._sessions[session_id]
+        if now - session.last_used > self.idle_ttl:
+            self.drop(sid)
             return None
         session.last_used = now
-        self._sessions.move_to_end(session_id)
+        self._sessions.move_to_end(sid)
         return session
 
-    def drop(self, session_id: str | None) -> None:
-        if session_id:
-            self._sessions.pop(session_id, None)
+    def drop(self, sid: str | None) -> None:
+        if not sid or self._sessions.pop(sid, None) is None:
+            return
+        ip = self._owner.pop(sid)
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]
+
+    def _expire(self) -> None:
+        cutoff = self._clock() - self.idle_ttl
+        while self._sessions:
+            sid, oldest = next(iter(self._sessions.items()))
+            if oldest.last_used >= cutoff:
+                return
+            self.drop(sid)
 
 
 def session_id(request: Request) -> str | None:

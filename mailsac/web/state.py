@@ -22,7 +22,7 @@ from mailsac.errors import (
     Unauthorized,
 )
 from mailsac.web.render import make_templates
-from mailsac.web.security import KeySessions, page_headers, session_id
+from mailsac.web.security import SessionTable, page_headers, session_id
 from mailsac.web.viewer import ANONYMOUS, PUBLIC_MODES, LatestOnly, Viewer
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class WebUI:
 
     def __init__(self) -> None:
         self.templates = make_templates()
-        self.sessions = KeySessions()
+        self.sessions = SessionTable()
 
     @staticmethod
     def ctx(request: Request) -> ApiContext:

@@ -12,6 +12,7 @@ import pytest
 from starlette.requests import Request
 from starlette.types import Message
 
+from mailsac.api.limits import HttpLimits
 from mailsac.errors import Forbidden, Unauthorized
 from mailsac.events import MessageDeleted, MessageStored
 from mailsac.forwarding.hub import MessageHub
@@ -19,7 +20,7 @@ from mailsac.mime import parse_message
 from mailsac.storage import MessageRecord
 from mailsac.web.events import EventStream
 from mailsac.web.render import has_remote_images, html_with_remote_images, human_size
-from mailsac.web.security import KeySessions, csrf_ok, local_path, same_origin
+from mailsac.web.security import SessionTable, csrf_ok, local_path, same_origin
 from mailsac.web.viewer import ANONYMOUS, LatestOnly, Viewer, list_inbox, open_message
 
 INBOX = "a@x.test"
@@ -36,29 +37,9 @@ def _record(message_id: str = "m-0", inbox: str = INBOX, account_id: str | None 
         account_id=account_id)
 
 
-def test_key_sessions_expire_and_stay_bounded() -> None:
-    now = [0.0]
-    sessions = KeySessions(idle_ttl=10, max_sessions=2, clock=lambda: now[0])
-    first = sessions.create("k_one")
-    session = sessions.get(first)
-    assert session is not None and session.key == "k_one" and len(session.csrf) >= 32
-    now[0] = 9
-    assert sessions.get(first) is not None  # used: the idle clock restarts
-    now[0] = 18
-    assert sessions.get(first) is not None
-    now[0] = 29
-    assert sessions.get(first) is None
-    a, b = sessions.create("k_a"), sessions.create("k_b")
-    sessions.get(a)  # a is now the most recently used
-    sessions.create("k_c")
-    assert len(sessions) == 2 and sessions.get(b) is None and sessions.get(a) is not None
-    sessions.drop(a)
-    assert sessions.get(a) is None and sessions.get(None) is None
-
-
 def test_csrf_tokens() -> None:
-    sessions = KeySessions()
-    sid = sessions.create("k_x")
+    sessions = SessionTable()
+    sid = sessions.create("k_x", "127.0.0.1", HttpLimits())
     session = sessions.get(sid)
     assert session is not None
     assert csrf_ok(session, session.csrf)

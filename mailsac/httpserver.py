@@ -1,0 +1,198 @@
+"""The HTTP listener's connection guard: caps, a header-read timeout and the open-file limit.
+
+uvicorn's own h11 protocol reads forever from a client that never finishes its request
+headers and accepts connections until the process runs out of file descriptors. The
+protocol class built by :func:`guarded_protocol` adds, per connection:
+
+- a cap on open connections in total and per client IP (an IPv6 client counts per /64):
+  over a cap the connection gets a minimal ``503`` JSON answer and is closed at once;
+- a header deadline: a connection that has not sent complete request headers within
+  ``header_timeout`` seconds of opening, or of its previous response (keep-alive), is
+  closed. Trickling bytes does not extend the deadline.
+
+:func:`raise_nofile_limit` lifts the soft ``RLIMIT_NOFILE`` to the hard limit at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mailsac.api.limits import ip_key
+
+log = logging.getLogger(__name__)
+
+# File descriptors kept out of the HTTP cap: SMTP, POP3, the database pool, blobs, workers.
+FD_RESERVE = 0.5
+
+
+def _busy_response(message: str) -> bytes:
+    body = json.dumps({"message": message, "error": "Service Unavailable"}).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nretry-after: 5\r\nconnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class ConnectionGuard:
+    """Counts the HTTP listener's open connections, in total and per client IP."""
+
+    def __init__(self, max_total: int, max_per_ip: int, header_timeout: float) -> None:
+        self.max_total = max_total
+        self.max_per_ip = max_per_ip
+        self.header_timeout = header_timeout
+        self.total = 0
+        self.refused = 0
+        self.header_timeouts = 0
+        self._per_ip: Counter[str] = Counter()
+
+    def admit(self, ip: str) -> str | None:
+        """Count a new connection; the refusal reason when a cap is reached."""
+        if self.total >= self.max_total:
+            self.refused += 1
+            return "the server has too many open connections; retry shortly"
+        if self._per_ip[ip] >= self.max_per_ip:
+            self.refused += 1
+            return (f"too many open connections from your address (at most "
+                    f"{self.max_per_ip}); close some first")
+        self.total += 1
+        self._per_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]
+
+    def from_ip(self, ip: str) -> int:
+        return self._per_ip[ip]
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with connection caps and a header-read deadline."""
+
+    guard: ConnectionGuard  # set on the subclass made by guarded_protocol()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ip_key: str | None = None  # set while this connection is counted
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ip = ip_key(self.client[0]) if self.client else ""
+        refusal = self.guard.admit(ip)
+        if refusal is not None:
+            transport.write(_busy_response(refusal))
+            transport.close()
+            return
+        self._ip_key = ip
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        self._release()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._update_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._update_header_timer()
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        # The WebSocket protocol takes over the transport (this one's connection_lost is
+        # never called again): hand it the release of this connection's slot.
+        self._cancel_header_timer()
+        super().handle_websocket_upgrade(event)
+        successor = self.transport.get_protocol()
+        lost = successor.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            self._release()
+            lost(exc)
+
+        successor.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    def _release(self) -> None:
+        if self._ip_key is not None:
+            self.guard.release(self._ip_key)
+            self._ip_key = None
+
+    def _awaiting_headers(self) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        if self.transport.get_protocol() is not self:
+            return False  # upgraded to a WebSocket
+        return self.cycle is None or self.cycle.response_complete
+
+    def _update_header_timer(self) -> None:
+        if self._awaiting_headers():
+            if self._header_timer is None:  # a fixed deadline: trickling does not extend it
+                self._arm_header_timer()
+        else:
+            self._cancel_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.guard.header_timeout,
+                                                  self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers():
+            self.guard.header_timeouts += 1
+            self.transport.close()
+
+
+def guarded_protocol(guard: ConnectionGuard) -> type[GuardedH11Protocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` bound to ``guard``."""
+    return type("BoundGuardedH11Protocol", (GuardedH11Protocol,), {"guard": guard})
+
+
+def raise_nofile_limit() -> int | None:
+    """Raise the soft open-file limit to the hard limit; the soft limit now in force
+    (None where resource limits do not exist)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        log.info("open-file limit: %s (already the hard limit)", soft)
+        return None if soft == resource.RLIM_INFINITY else int(soft)
+    target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d (%s): the HTTP "
+                    "connection cap is sized to the lower limit; raise it with ulimit -n "
+                    "or LimitNOFILE=", soft, target, exc)
+        return int(soft)
+    log.info("open-file limit raised from %d to %d (hard limit %s)", soft, target, hard)
+    return int(target)
+
+
+def http_connection_cap(wanted: int, nofile: int | None) -> int:
+    """``wanted``, lowered to a share of the open-file limit so that HTTP alone can never
+    exhaust the process's file descriptors (SMTP, POP3 and the database need some too)."""
+    if nofile is None:
+        return wanted
+    budget = max(16, int(nofile * FD_RESERVE))
+    if wanted > budget:
+        log.warning("MAILSAC_HTTP_MAX_CONNECTIONS=%d is above half the open-file limit "
+                    "(%d): using %d", wanted, nofile, budget)
+        return budget
+    return wanted
