@@ -2,17 +2,22 @@
 
 Reserving an address makes its existing and future mail private to the account; releasing
 it makes the mail public again (or the domain owner's, for an address in an owned domain).
-An account may hold at most ``private_address_credits`` reserved addresses.
+An account may hold at most ``private_address_credits`` reserved addresses, and create
+at most ``max_aliases`` secret aliases of inboxes it does not reserve. Neither reserving
+nor releasing ever touches a message another account starred (see
+:mod:`mailsac.visibility`). Webhook history is shown only to the account that created it,
+with the secret parts of target URLs removed.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from sqlalchemy import and_, or_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailsac.directory import ALIAS_PREFIX, Directory, catch_all_address, domain_of
@@ -29,6 +34,7 @@ from mailsac.storage.models import messages
 from mailsac.storage.webhooks import Delivery as WebhookDelivery
 
 MAX_BULK = 100
+REDACTED = "\u2026redacted"
 _BOOL_SETTINGS = {"enablews", "webhookSlackToFrom"}
 _URL_SETTINGS = {"webhook", "webhookSlack"}
 
@@ -61,6 +67,32 @@ def parse_settings(body: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def redact_url(kind: str, url: str) -> str:
+    """A delivery target as history shows it: never userinfo, query or fragment; for Slack
+    (whose path is the secret) only scheme and host."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return REDACTED
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None:
+        host = f"{host}:{port}"
+    if kind == "slack":
+        return f"{parts.scheme}://{host}/{REDACTED}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _shown(delivery: WebhookDelivery) -> WebhookDelivery:
+    url = redact_url(delivery.kind, delivery.url)
+    error = delivery.last_error
+    if error and delivery.url and delivery.url in error:
+        error = error.replace(delivery.url, url)
+    return replace(delivery, url=url, last_error=error)
+
+
 @dataclass(frozen=True, slots=True)
 class AddressView:
     """An address as the API shows it: reserved (``record`` set) or not."""
@@ -76,27 +108,39 @@ class Addresses:
 
     def __init__(
         self, engine: AsyncEngine, directory: Directory,
-        drop_blobs: Callable[[list[str]], Awaitable[None]],
+        drop_blobs: Callable[[list[str]], Awaitable[None]], *, max_aliases: int = 1000,
     ) -> None:
         self._engine = engine
         self._directory = directory
         self._drop_blobs = drop_blobs
+        self._max_aliases = max_aliases
 
     @property
     def directory(self) -> Directory:
         return self._directory
 
     async def webhook_deliveries(self, key: ApiKey, address: str) -> list[WebhookDelivery]:
-        """Recent webhook/Slack attempts for an address the caller reserved."""
+        """Recent webhook/Slack attempts for an address the caller reserved: only those its
+        own account created (not a previous holder's), target URLs redacted, no payload."""
         inbox = normalize_inbox(address)
         holder = self._directory.addresses.get(inbox)
         if holder is None or holder.account_id != key.account_id:
             raise Unauthorized(f"{inbox} is not reserved by your account")
         async with connect(self._engine) as conn:
-            return await webhook_store.recent_for_address(conn, inbox, 100)
+            found = await webhook_store.recent_for_address(conn, inbox, key.account_id, 100)
+        return [_shown(d) for d in found]
 
-    async def _alias(self, conn: AsyncConnection, inbox: str) -> str:
-        local = await store.get_or_create_alias(conn, inbox, ALIAS_PREFIX + secrets.token_hex(12))
+    async def _alias(self, conn: AsyncConnection, inbox: str, charge_to: str | None) -> str:
+        """The inbox's alias, created if missing; a new alias of an inbox the account does
+        not reserve is charged to ``charge_to`` (403 beyond ``max_aliases``)."""
+        local = await store.get_alias(conn, inbox)
+        if local is None:
+            if charge_to is not None and (await store.count_aliases_created_by(
+                    conn, charge_to)) >= self._max_aliases:
+                raise Forbidden(f"Alias limit reached: your account may create at most "
+                                f"{self._max_aliases} aliases of addresses it does not reserve")
+            local = await store.get_or_create_alias(
+                conn, inbox, ALIAS_PREFIX + secrets.token_hex(12), charge_to)
         return f"{local}@{domain_of(inbox)}"
 
     async def view(self, key: ApiKey, address: str) -> AddressView:
@@ -104,15 +148,20 @@ class Addresses:
         owner = self._directory.owner_of_inbox(inbox)
         if owner is not None and owner != key.account_id:
             raise Unauthorized("This address is owned by another account")
-        async with connect(self._engine, write=True) as conn:
-            alias = await self._alias(conn, inbox)
         record = self._directory.addresses.get(inbox)
+        async with connect(self._engine) as conn:
+            local = await store.get_alias(conn, inbox)
+        if local is not None:
+            alias = f"{local}@{domain_of(inbox)}"
+        else:  # the first look creates it, charged to the caller unless reserved by it
+            async with connect(self._engine, write=True) as conn:
+                alias = await self._alias(conn, inbox, None if record else key.account_id)
         return AddressView(inbox, record, alias, None if record else owner)
 
     async def owned(self, key: ApiKey) -> list[AddressView]:
         records = self._directory.owned_addresses(key.account_id)
         async with connect(self._engine, write=True) as conn:
-            return [AddressView(r.id, r, await self._alias(conn, r.id)) for r in records]
+            return [AddressView(r.id, r, await self._alias(conn, r.id, None)) for r in records]
 
     def availability(self, address: str) -> dict[str, Any]:
         inbox = normalize_inbox(address)
@@ -152,7 +201,7 @@ class Addresses:
                 if record is None:  # reserved concurrently by somebody else
                     raise Unauthorized(f"{inbox} is owned by another account")
                 await store.set_message_owner(conn, [inbox], key.account_id)
-                views.append(AddressView(inbox, record, await self._alias(conn, inbox)))
+                views.append(AddressView(inbox, record, await self._alias(conn, inbox, None)))
         await self._directory.reload()
         return views
 
@@ -163,7 +212,7 @@ class Addresses:
             raise Unauthorized(f"{inbox} is not reserved by your account")
         async with connect(self._engine, write=True) as conn:
             record = await store.update_address(conn, inbox, settings)
-            alias = await self._alias(conn, inbox)
+            alias = await self._alias(conn, inbox, None)
         await self._directory.reload()
         return AddressView(inbox, record, alias)
 
@@ -178,16 +227,20 @@ class Addresses:
         async with connect(self._engine, write=True) as conn:
             record = await store.delete_address(conn, inbox)
             blob_keys: list[str] = []
-            if delete_messages:  # all of it, starred included, as on Mailsac
-                blob_keys = await queries.delete_messages(conn, messages.c.inbox == inbox)
+            if delete_messages:  # all of it, its own starred too, as on Mailsac; never
+                # a message another account starred (that one is the starrer's)
+                mine = or_(messages.c.saved_by.is_(None), messages.c.saved_by == key.account_id)
+                blob_keys = await queries.delete_messages(
+                    conn, and_(messages.c.inbox == inbox, mine))
                 blob_keys = await queries.unreferenced_blob_keys(conn, blob_keys)
             else:
                 await store.set_message_owner(
                     conn, [inbox], domain.account_id if domain is not None else None)
-            alias = await self._alias(conn, inbox)
+            # A fresh alias for the next holder (and release/reserve cycles add no rows).
+            await store.delete_alias(conn, inbox)
         await self._directory.reload()
         await self._drop_blobs(blob_keys)
-        return AddressView(inbox, record, alias)
+        return AddressView(inbox, record, None)
 
     def domain_owner(self, domain: str) -> str | None:
         owned = self._directory.domains.get(domain)

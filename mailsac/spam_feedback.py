@@ -3,7 +3,11 @@
 The model (:mod:`mailsac.spam`) is pure; this service persists every accepted update in
 ``spam_feedback`` and replays them at start-up, so what the model learned survives
 restarts. Learning runs in a worker thread (it hashes the whole message). Each account's
-influence is capped inside the model (see :mod:`mailsac.spam.bayes`).
+influence is capped inside the model (see :mod:`mailsac.spam.bayes`), and storage follows
+the same budget: at most ``per_account`` rows per account and class (never more than the
+model's ``account_docs``, 500), and ``max_rows`` rows in total. Beyond either, feedback is
+refused with a 403 that says so (the message is not moved), and an update the model did
+not apply is never stored.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailsac.errors import Forbidden
 from mailsac.spam import SpamModel, default_model
 from mailsac.storage.db import connect
 from mailsac.storage.messages import MessageRecord
@@ -25,14 +30,19 @@ log = logging.getLogger(__name__)
 class SpamFeedback:
     """Loads persisted feedback into the shared model and records new feedback."""
 
-    def __init__(self, engine: AsyncEngine, model: SpamModel | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, model: SpamModel | None = None, *,
+                 max_rows: int = 200_000, per_account: int = 500) -> None:
         self._engine = engine
         self.model = model or default_model()
+        self.max_rows = max_rows
+        self.per_account = per_account
+        self._rows = 0  # stored rows (loaded at start-up, counted up on insert)
 
     async def load(self) -> int:
         async with connect(self._engine) as conn:
             rows = [r[0] for r in await conn.execute(
                 select(spam_feedback.c.update).order_by(spam_feedback.c.id))]
+        self._rows = len(rows)
         if rows:
             await asyncio.to_thread(self.model.apply_updates, rows)
             log.info("replayed %d spam feedback update(s) into the model", len(rows))
@@ -40,9 +50,29 @@ class SpamFeedback:
 
     async def learn(self, account_id: str | None, record: MessageRecord, raw: bytes,
                     is_spam: bool) -> None:
+        if self._rows >= self.max_rows:
+            raise Forbidden(f"Spam feedback storage is full ({self.max_rows} updates); "
+                            "ask the operator to raise MAILSAC_SPAM_FEEDBACK_MAX_ROWS")
+        if account_id is not None:
+            await self._check_account(account_id, is_spam)
         update = await asyncio.to_thread(self.model.learn, raw, is_spam,
                                          account_id=account_id)
+        if not (update.tokens or update.spam_docs or update.ham_docs or any(update.spent or ())):
+            return  # the model applied nothing: nothing to replay either
         async with connect(self._engine, write=True) as conn:
             await conn.execute(spam_feedback.insert().values(
                 account_id=account_id, message_id=record.id, is_spam=is_spam,
                 update=update.to_json()))
+        self._rows += 1
+
+    async def _check_account(self, account_id: str, is_spam: bool) -> None:
+        limit = int(min(self.per_account, self.model.account_docs))
+        async with connect(self._engine) as conn:
+            stored = int((await conn.execute(
+                select(func.count()).select_from(spam_feedback).where(
+                    spam_feedback.c.account_id == account_id,
+                    spam_feedback.c.is_spam.is_(is_spam)))).scalar_one())
+        if stored >= limit:
+            kind = "spam" if is_spam else "not spam"
+            raise Forbidden(f"Spam feedback limit reached: your account has already marked "
+                            f"{limit} messages as {kind}")

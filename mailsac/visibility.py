@@ -5,6 +5,13 @@
   which becomes private to the starring account (as on Mailsac).
 * **Private mail** (``messages.account_id`` set, because its inbox is reserved or its
   domain owned) is visible only to keys of that account.
+* **Starred mail belongs to the starring account**: reserving an address (or claiming a
+  domain) never takes a message another account starred (its ``account_id`` stays NULL,
+  ``saved_by`` the starrer), and releasing with ``deleteAddressMessages`` never deletes it.
+  The starrer keeps reading it by id even though the inbox now belongs to someone else;
+  the new owner neither lists nor opens it. Unstarring such a message hands it to the
+  inbox's owner. An account holds at most ``max_starred`` (and its ``messageLimit``)
+  starred messages.
 * Asking for another account's inbox: listing/counting answers **403**; any single-message
   operation answers **401** whether or not the message id exists, so nothing reveals which
   private messages exist (the contract's codes; the inbox's ownership itself is public
@@ -20,7 +27,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, or_
 
 from mailsac.directory import Directory
-from mailsac.errors import Forbidden, Unauthorized
+from mailsac.errors import Forbidden, MessageNotFound, Unauthorized
 from mailsac.storage.keys import ApiKey
 from mailsac.storage.messages import MessageRecord
 from mailsac.storage.models import messages
@@ -46,8 +53,33 @@ def record_visible(record: MessageRecord, account_id: str) -> bool:
 class Visibility:
     """Checks a caller against the directory before any inbox or message operation."""
 
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, *, max_starred: int = 10_000) -> None:
         self._directory = directory
+        self.max_starred = max_starred
+
+    def inbox_owner(self, inbox: str) -> str | None:
+        """The account that holds ``inbox`` (reserved or owned domain), None if public."""
+        return self._directory.owner_of_inbox(inbox)
+
+    def check_message(self, key: ApiKey, inbox: str, message_id: str,
+                      record: MessageRecord | None) -> MessageRecord:
+        """Any single-message operation on a fetched row: the starrer of a message in an
+        inbox another account took over still reaches it; otherwise 401 for another
+        account's inbox (whether or not the id exists) and 404 for a missing/hidden row."""
+        if (record is not None and record.account_id is None
+                and record.saved_by == key.account_id):
+            return record
+        self.check_message_inbox(key, inbox)
+        if record is None or not record_visible(record, key.account_id):
+            raise MessageNotFound(f"no message {message_id} in {inbox}")
+        return record
+
+    def check_star_quota(self, starred: int, message_limit: int) -> None:
+        """Starring beyond the account's quota: 403 with the limit in the message."""
+        limit = min(self.max_starred, message_limit)
+        if starred >= limit:
+            raise Forbidden(f"Starred message limit reached: your account may star at most "
+                            f"{limit} messages; unstar some first")
 
     def check_inbox(self, key: ApiKey, inbox: str) -> None:
         """Listing, counting, purging an inbox: 403 if another account owns it."""

@@ -1,4 +1,8 @@
-"""Admin-only endpoints (admin API keys): accounts, users, keys, domains."""
+"""Admin-only endpoints (admin API keys): accounts, users, keys, domains.
+
+An admin key of the operator account manages everything; an admin key of any other
+account manages only its own account's users and keys (see :mod:`mailsac.admin`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mailsac.admin import require_operator
 from mailsac.api.context import ctx, json_body, require_admin, require_key
 from mailsac.api.errors import BadRequest
 from mailsac.api.schemas import account_json, domain_json, key_json, user_json
@@ -33,70 +38,73 @@ def _int(body: dict[str, Any], name: str) -> int | None:
 
 
 async def create_account(request: Request) -> Response:
-    await require_admin(request)
+    actor = await require_admin(request)
+    require_operator(actor, "create accounts")
     body = await json_body(request)
     account = await ctx(request).admin.create_account(
         _str(body, "id") or "", email=_str(body, "email", required=False),
-        message_limit=_int(body, "messageLimit"), credits=_int(body, "privateAddressCredits"))
+        message_limit=_int(body, "messageLimit"), credits=_int(body, "privateAddressCredits"),
+        actor=actor)
     return JSONResponse(account_json(account))
 
 
 async def list_accounts(request: Request) -> Response:
-    await require_admin(request)
-    return JSONResponse([account_json(a) for a in await ctx(request).admin.accounts()])
+    actor = await require_admin(request)
+    return JSONResponse([account_json(a) for a in await ctx(request).admin.accounts(actor)])
 
 
 async def add_user(request: Request) -> Response:
-    await require_admin(request)
+    actor = await require_admin(request)
     body = await json_body(request)
     user = await ctx(request).admin.add_user(
         request.path_params["account"], _str(body, "username") or "",
-        _str(body, "email", required=False))
+        _str(body, "email", required=False), actor=actor)
     return JSONResponse(user_json(user))
 
 
 async def list_users(request: Request) -> Response:
-    await require_admin(request)
-    users = await ctx(request).admin.users(request.path_params["account"])
+    actor = await require_admin(request)
+    users = await ctx(request).admin.users(request.path_params["account"], actor=actor)
     return JSONResponse([user_json(u) for u in users])
 
 
 async def create_key(request: Request) -> Response:
-    await require_admin(request)
+    actor = await require_admin(request)
     body = await json_body(request)
     admin_flag = body.get("admin", False)
     if not isinstance(admin_flag, bool):
         raise BadRequest("admin must be true or false")
     record, plain = await ctx(request).admin.create_key(
         request.path_params["account"], _str(body, "name") or "", is_admin=admin_flag,
-        username=_str(body, "username", required=False))
+        username=_str(body, "username", required=False), actor=actor)
     return JSONResponse({**key_json(record), "key": plain})
 
 
 async def list_keys(request: Request) -> Response:
-    await require_admin(request)
-    keys = await ctx(request).admin.keys(request.path_params["account"])
+    actor = await require_admin(request)
+    keys = await ctx(request).admin.keys(request.path_params["account"], actor=actor)
     return JSONResponse([key_json(k) for k in keys])
 
 
 async def revoke_key(request: Request) -> Response:
-    await require_admin(request)
+    actor = await require_admin(request)
     try:
         key_id = int(request.path_params["key_id"])
     except ValueError:
         raise BadRequest("key id must be an integer") from None
-    await ctx(request).admin.revoke_key(key_id)
+    await ctx(request).admin.revoke_key(key_id, actor=actor)
     return Response(status_code=204)
 
 
 async def add_domain(request: Request) -> Response:
-    await require_admin(request)
+    actor = await require_admin(request)
+    require_operator(actor, "give domains to accounts")
     body = await json_body(request)
     catch_all = body.get("catchAll", False)
     if not isinstance(catch_all, bool):
         raise BadRequest("catchAll must be true or false")
     record = await ctx(request).admin.add_domain(
-        _str(body, "domain") or "", _str(body, "account") or "", catch_all)
+        _str(body, "domain") or "", _str(body, "account") or "", catch_all, actor=actor)
     return JSONResponse(domain_json(record))
 
 
@@ -104,13 +112,17 @@ def _deny_json(entry: DenyEntry) -> dict[str, str]:
     return {"value": entry.value, "kind": entry.kind, "reason": entry.reason}
 
 
+async def _require_operator(request: Request, action: str) -> None:
+    require_operator(await require_admin(request), action)
+
+
 async def list_deny(request: Request) -> Response:
-    await require_admin(request)
+    await _require_operator(request, "read the deny-list")
     return JSONResponse([_deny_json(e) for e in ctx(request).gate.deny.entries()])
 
 
 async def add_deny(request: Request) -> Response:
-    await require_admin(request)
+    await _require_operator(request, "change the deny-list")
     body = await json_body(request)
     value = _str(body, "value") or ""
     reason = _str(body, "reason", required=False) or ""
@@ -122,7 +134,7 @@ async def add_deny(request: Request) -> Response:
 
 
 async def remove_deny(request: Request) -> Response:
-    await require_admin(request)
+    await _require_operator(request, "change the deny-list")
     try:
         removed = await ctx(request).gate.deny_remove(request.path_params["value"])
     except ValueError as exc:
@@ -134,7 +146,7 @@ async def remove_deny(request: Request) -> Response:
 
 async def top_offenders(request: Request) -> Response:
     """The heaviest keys per limit, from the in-memory counter (bounded list)."""
-    await require_admin(request)
+    await _require_operator(request, "read the top offenders")
     try:
         n = max(1, min(100, int(request.query_params.get("limit", "10"))))
     except ValueError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -134,30 +134,63 @@ async def set_domain_enablews(conn: AsyncConnection, domain: str, enablews: bool
 async def set_message_owner(
     conn: AsyncConnection, inboxes: Sequence[str], account_id: str | None
 ) -> int:
-    """Make existing mail of ``inboxes`` private to ``account_id`` (or public with None)."""
+    """Make existing mail of ``inboxes`` private to ``account_id`` (or public with None).
+
+    Never takes a message another account starred: it stays the starrer's (public row,
+    ``saved_by`` set), whoever holds the inbox.
+    """
     result = await conn.execute(
-        update(messages).where(messages.c.inbox.in_(list(inboxes)))
+        update(messages).where(messages.c.inbox.in_(list(inboxes)), _not_starred_by_other(
+            account_id)).values(account_id=account_id)
+    )
+    return int(result.rowcount)
+
+
+def _not_starred_by_other(account_id: str | None) -> ColumnElement[bool]:
+    if account_id is None:
+        return messages.c.saved_by.is_(None) | messages.c.account_id.is_not(None)
+    return messages.c.saved_by.is_(None) | (messages.c.saved_by == account_id)
+
+
+async def set_domain_mail_owner(conn: AsyncConnection, domain: str, account_id: str) -> int:
+    """Make the mail already stored for ``domain`` private to its new owner (except what
+    other accounts starred)."""
+    result = await conn.execute(
+        update(messages).where(messages.c.domain == domain, _not_starred_by_other(account_id))
         .values(account_id=account_id)
     )
     return int(result.rowcount)
 
 
-async def set_domain_mail_owner(conn: AsyncConnection, domain: str, account_id: str) -> int:
-    """Make all mail already stored for ``domain`` private to its new owner."""
-    result = await conn.execute(
-        update(messages).where(messages.c.domain == domain).values(account_id=account_id)
-    )
-    return int(result.rowcount)
+async def get_alias(conn: AsyncConnection, inbox: str) -> str | None:
+    """The inbox's secret alias local part, if it has one (never creates a row)."""
+    row = (await conn.execute(
+        select(inbox_aliases.c.alias).where(inbox_aliases.c.inbox == inbox))).first()
+    return str(row[0]) if row else None
 
 
-async def get_or_create_alias(conn: AsyncConnection, inbox: str, candidate: str) -> str:
-    """The inbox's secret alias local part, creating it from ``candidate`` if missing."""
+async def count_aliases_created_by(conn: AsyncConnection, account_id: str) -> int:
+    query = select(func.count()).select_from(inbox_aliases).where(
+        inbox_aliases.c.created_by == account_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def get_or_create_alias(conn: AsyncConnection, inbox: str, candidate: str,
+                              created_by: str | None = None) -> str:
+    """The inbox's secret alias local part, creating it from ``candidate`` if missing
+    (charged to ``created_by``, None for an address the account reserved)."""
     await conn.execute(
-        insert(inbox_aliases).values(alias=candidate, inbox=inbox).on_conflict_do_nothing()
+        insert(inbox_aliases).values(alias=candidate, inbox=inbox, created_by=created_by)
+        .on_conflict_do_nothing()
     )
     row = (await conn.execute(
         select(inbox_aliases.c.alias).where(inbox_aliases.c.inbox == inbox))).one()
     return str(row[0])
+
+
+async def delete_alias(conn: AsyncConnection, inbox: str) -> None:
+    """Forget the inbox's alias (on release: the next holder gets a fresh one)."""
+    await conn.execute(delete(inbox_aliases).where(inbox_aliases.c.inbox == inbox))
 
 
 async def inbox_for_alias(conn: AsyncConnection, alias: str) -> str | None:

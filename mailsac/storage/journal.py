@@ -30,8 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.errors import JournalFull, StorageUnavailable
 from mailsac.storage.messages import MessageRecord
-from mailsac.storage.models import messages, webhook_deliveries
+from mailsac.storage.models import messages
 from mailsac.storage.webhooks import NewDelivery
+from mailsac.storage.webhooks import insert_rows as insert_delivery_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ def _decode(row: dict[str, Any]) -> MessageRecord:
     row = dict(row)
     row["received"] = datetime.fromisoformat(row["received"])
     return MessageRecord(**row)
+
+
+def _encode_line(entry: dict[str, Any]) -> bytes:
+    return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+
+
+def _read_batches(path: Path) -> list[dict[str, Any]]:
+    batches = [json.loads(line) for line in path.read_bytes().splitlines() if line]
+    for batch in batches:
+        for row in batch["deliveries"]:
+            if "payload" in row:  # written by a version that kept payloads as objects
+                row["payload_json"] = json.dumps(row.pop("payload"))
+    return batches
 
 
 class Journal:
@@ -103,7 +117,8 @@ class Journal:
             raise JournalFull("the database has been unavailable for too long")
         entry = {"messages": [_encode(r) for r in records],
                  "deliveries": [d.as_row() for d in deliveries]}
-        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        # Webhook payloads hold whole messages: encode off the event loop.
+        line = await asyncio.to_thread(_encode_line, entry)
         if self.size() + len(line) > self.max_bytes:
             raise JournalFull("the outage journal is full")
         try:
@@ -115,7 +130,7 @@ class Journal:
         """Index every journaled batch in order; return how many files were replayed."""
         replayed = 0
         for path in self.files():
-            batches = [json.loads(line) for line in path.read_bytes().splitlines() if line]
+            batches = await asyncio.to_thread(_read_batches, path)
             async with engine.begin() as conn:
                 for batch in batches:
                     rows = [_decode(m).as_row() for m in batch["messages"]]
@@ -127,8 +142,7 @@ class Journal:
                     # Deliveries only for rows this replay inserted: replaying a file twice
                     # (a crash before its deletion) must not send a webhook twice.
                     fresh = [d for d in batch["deliveries"] if d["message_id"] in inserted]
-                    if fresh:
-                        await conn.execute(webhook_deliveries.insert(), fresh)
+                    await insert_delivery_rows(conn, fresh)
             await asyncio.to_thread(path.unlink)
             replayed += 1
             self.replayed_batches += 1

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, String, and_, cast, delete, func, select, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mailsac.storage.models import messages
+from mailsac.storage.models import accounts, messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +193,14 @@ async def select_messages(
 async def count_messages(conn: AsyncConnection, condition: Condition) -> int:
     query = select(func.count()).select_from(messages).where(condition)
     return int((await conn.execute(query)).scalar_one())
+
+
+async def starred_quota(conn: AsyncConnection, account_id: str) -> tuple[int, int]:
+    """(messages ``account_id`` starred, in any inbox; the account's ``message_limit``)."""
+    starred = await count_messages(conn, messages.c.saved_by == account_id)
+    limit = (await conn.execute(select(accounts.c.message_limit)
+                                .where(accounts.c.id == account_id))).scalar()
+    return starred, int(limit) if limit is not None else 0
 
 
 async def sum_sizes(conn: AsyncConnection, condition: Condition) -> int:

@@ -93,7 +93,8 @@ webhook_deliveries = Table(
     Column("address", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("url", Text, nullable=False),
-    Column("payload", JSONB, nullable=False),
+    # Dropped (NULL) when the message is deleted (a trigger) or after the retention period.
+    Column("payload", JSONB, nullable=True),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -101,6 +102,8 @@ webhook_deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The account whose address settings created the delivery: the only one shown it.
+    Column("account_id", Text, nullable=True),
 )
 
 # Accepted spam/ham feedback (the model's online updates), replayed at start-up.
@@ -131,6 +134,8 @@ inbox_aliases = Table(
     metadata,
     Column("alias", Text, primary_key=True),
     Column("inbox", Text, nullable=False, unique=True),
+    # The account charged for an alias of an inbox it does not hold (capped per account).
+    Column("created_by", Text, nullable=True),
 )
 
 messages = Table(

@@ -3,7 +3,10 @@
 Rules (all configurable): a public inbox keeps at most ``public_inbox_limit`` newest
 messages and nothing older than ``public_max_age``; an account's private mail is bounded
 by its ``message_limit`` (starred messages count towards it but are never recycled; the
-oldest non-starred go first). Metadata and blobs are deleted together.
+oldest non-starred go first). Metadata and blobs are deleted together. Webhook/Slack
+delivery rows lose their payload after ``webhook_payload_max_age`` (at once when their
+message is deleted: a database trigger) and finished rows go after
+``webhook_history_max_age``.
 
 The sweeper never scans the whole table on the hot path: delivery reports which inboxes
 and accounts received mail (a bounded "dirty" set), and each pass only re-checks those.
@@ -24,6 +27,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.storage import messages as queries
+from mailsac.storage import webhooks as webhook_store
 from mailsac.storage.db import connect
 from mailsac.storage.messages import MessageRecord
 from mailsac.storage.models import accounts, messages
@@ -39,6 +43,8 @@ class RetentionPolicy:
     public_inbox_limit: int = 6
     public_max_age: timedelta = timedelta(days=4)
     batch: int = 500
+    webhook_payload_max_age: timedelta = timedelta(hours=72)
+    webhook_history_max_age: timedelta = timedelta(days=30)
 
 
 @dataclass
@@ -46,6 +52,8 @@ class SweepReport:
     expired: int = 0
     over_inbox_limit: int = 0
     over_account_limit: int = 0
+    webhook_payloads: int = 0
+    webhook_rows: int = 0
 
     @property
     def total(self) -> int:
@@ -114,6 +122,20 @@ class RetentionSweeper:
                   .order_by(messages.c.received, messages.c.id).limit(excess))
         return await self._delete(messages.c.id.in_(oldest.scalar_subquery()))
 
+    async def _expire_webhooks(self, report: SweepReport) -> None:
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        while True:
+            async with connect(self.engine, write=True) as conn:
+                dropped, deleted = await webhook_store.expire(
+                    conn, payloads_before=now - self.policy.webhook_payload_max_age,
+                    finished_before=now - self.policy.webhook_history_max_age,
+                    batch=self.policy.batch)
+            report.webhook_payloads += dropped
+            report.webhook_rows += deleted
+            await asyncio.sleep(0)
+            if dropped < self.policy.batch and deleted < self.policy.batch:
+                return
+
     async def _scan_all(self) -> None:
         async with connect(self.engine) as conn:
             over = await conn.execute(
@@ -142,6 +164,10 @@ class RetentionSweeper:
             for account_id, limit in sorted(limits.items()):
                 while (n := await self._trim_account(account_id, limit)) > 0:
                     report.over_account_limit += n
+        await self._expire_webhooks(report)
+        if report.webhook_payloads or report.webhook_rows:
+            log.info("retention dropped %d webhook payload(s) and %d finished delivery row(s)",
+                     report.webhook_payloads, report.webhook_rows)
         if report.total:
             log.info("retention recycled %d message(s): %d expired, %d over inbox limits, "
                      "%d over account limits", report.total, report.expired,
