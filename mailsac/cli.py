@@ -25,6 +25,7 @@ from mailsac.config import Settings, SettingsError, add_arguments, load_settings
 from mailsac.directory import Directory
 from mailsac.errors import MailsacError
 from mailsac.gate import SenderGate
+from mailsac.logredact import install as install_log_redaction
 from mailsac.spam.cli import register as register_spam
 from mailsac.storage.accounts import DEFAULT_ACCOUNT
 from mailsac.storage.db import create_engine, ensure_database, run_migrations
@@ -287,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # aiosmtpd logs every SMTP command at INFO; keep its warnings only.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.root.level))
+    # No API key, key query parameter or webhook/Slack URL secret in any log line.
+    install_log_redaction()
     try:
         result: int = args.handler(settings, args)
     except KeyboardInterrupt:

@@ -1,8 +1,15 @@
 """The JSON a push channel sends: the message object plus bodies, raw source and headers
-(Mailsac's WebSocket/webhook payload, contract §2.1 and §3)."""
+(Mailsac's WebSocket/webhook payload, contract §2.1 and §3).
+
+Building and encoding a payload costs time in proportion to the message (its text body may
+be derived from megabytes of HTML; the raw source is part of it), so callers run
+:func:`encode_message_payload` and :func:`encode_json` in a worker thread, never on the
+event loop.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mailsac.messagejson import message_json
@@ -25,16 +32,29 @@ def headers_object(parsed: ParsedMessage) -> dict[str, str | list[str]]:
     return out
 
 
-def message_payload(record: MessageRecord, parsed: ParsedMessage, raw: bytes) -> dict[str, Any]:
+def message_payload(record: MessageRecord, parsed: ParsedMessage, raw: bytes,
+                    text: str | None = None) -> dict[str, Any]:
+    """The payload object; ``text`` is the text body when the caller already has it."""
     payload = message_json(record)
     payload.update(
-        text=text_body(parsed),
+        text=text_body(parsed) if text is None else text,
         html=parsed.html or "",
         raw=raw.decode("utf-8", errors="replace"),
         headers=headers_object(parsed),
         messageId=parsed.message_id,
     )
     return payload
+
+
+def encode_json(value: Any) -> str:
+    """Compact JSON text (for payloads: in a worker thread when they can be large)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode_message_payload(record: MessageRecord, parsed: ParsedMessage, raw: bytes,
+                           text: str | None = None) -> str:
+    """:func:`message_payload` as JSON text."""
+    return encode_json(message_payload(record, parsed, raw, text))
 
 
 def slack_payload(record: MessageRecord, link: str, to_from: bool) -> dict[str, Any]:
