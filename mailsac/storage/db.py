@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,15 +28,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 10, *, connect_timeout: float = 5.0,
+                  command_timeout: float = 60.0) -> AsyncEngine:
+    """The pooled engine. ``connect_timeout`` bounds opening a connection (a hung server
+    accepts the socket but never answers the start-up), ``command_timeout`` any single
+    statement; callers bound their whole operation further (see :func:`connect`)."""
     return create_async_engine(
         normalize_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
-        pool_timeout=10,
+        pool_timeout=DB_TIMEOUT,
         # Fail fast instead of hanging when the server is unreachable.
-        connect_args={"timeout": 5, "command_timeout": 60},
+        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
     )
 
 
@@ -98,7 +104,98 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
-DB_TIMEOUT = 5.0  # an API call waits this long for the database, then answers 503
+DB_TIMEOUT = 2.5
+"""An API call's database work waits this long, then answers 503: with the clean-up of a
+cancelled connection and the fail-fast of :func:`known_unavailable` for the request's
+next step, a request stays within the 5 s the README promises."""
+
+
+class LivenessProbe:
+    """Pings the database on a connection of its own, so a *hung* server (frozen, or a
+    network partition: nothing refuses, nothing answers) is noticed about as fast as a
+    refused connection. While :attr:`alive` is False, :func:`connect` fails at once
+    (HTTP 503 without waiting) and the metadata writer journals without trying.
+
+    The probe never uses the pool: a pool full of stuck connections cannot blind it.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, interval: float = 0.5,
+                 timeout: float = 2.0) -> None:
+        self._engine = engine
+        self._dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+        self.interval = interval
+        self.timeout = timeout
+        self.alive = True
+        self.failures = 0
+        self.latency = 0.0
+        """Seconds the last successful ping took."""
+        self._conn: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+
+    async def check(self) -> bool:
+        """One ping (connecting first if needed); updates and returns :attr:`alive`."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(self._dsn, timeout=self.timeout)
+                await self._conn.fetchval("SELECT 1")
+            self.latency = time.perf_counter() - started
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # timeout, refused, lost: all mean "not answering"
+            self._drop()
+            if self.alive:
+                log.error("database liveness probe failed (%s): treating the database as "
+                          "unavailable", type(exc).__name__)
+            self.alive = False
+            self.failures += 1
+            return False
+        if not self.alive:
+            log.warning("database answers again")
+        self.alive = True
+        return True
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()  # never waits for a hung server
+            self._conn = None
+
+    async def run(self) -> None:
+        _probes[id(self._engine)] = self
+        try:
+            while True:
+                self._wake.clear()
+                await self.check()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
+        finally:
+            _probes.pop(id(self._engine), None)
+            self._drop()
+
+    def suspect(self) -> None:
+        """A caller's database work timed out: ping again now rather than at the next tick.
+
+        A timeout alone does not mark the database down: under a burst of requests it can
+        be the wait for a pooled connection, while the server itself answers. The probe's
+        own connection tells the two apart within its timeout.
+        """
+        self._wake.set()
+
+
+_probes: dict[int, LivenessProbe] = {}
+
+
+def liveness(engine: AsyncEngine) -> LivenessProbe | None:
+    """The engine's running liveness probe, if any."""
+    return _probes.get(id(engine))
+
+
+def known_unavailable(engine: AsyncEngine) -> bool:
+    """True while the engine's liveness probe (if one runs) says the database is down."""
+    probe = _probes.get(id(engine))
+    return probe is not None and not probe.alive
 
 
 @asynccontextmanager
@@ -106,8 +203,11 @@ async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[
     """A connection (a transaction when ``write``) whose failures become StorageUnavailable.
 
     The whole block is bounded by ``DB_TIMEOUT``: a paused or unreachable database makes
-    callers fail fast (HTTP 503) instead of hanging.
+    callers fail fast (HTTP 503) instead of hanging; while the liveness probe already
+    knows it is down, they fail at once.
     """
+    if known_unavailable(engine):
+        raise StorageUnavailable("the database is not answering")
     try:
         async with asyncio.timeout(DB_TIMEOUT):
             if write:
@@ -117,6 +217,8 @@ async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[
                 async with engine.connect() as conn:
                     yield conn
     except _DB_ERRORS as exc:
+        if isinstance(exc, TimeoutError) and (probe := _probes.get(id(engine))) is not None:
+            probe.suspect()
         if isinstance(getattr(exc, "orig", None), asyncpg.DataError) or isinstance(
                 getattr(getattr(exc, "orig", None), "__cause__", None), asyncpg.DataError):
             # e.g. a NUL character in a search term: the input's fault, not the database's
