@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
@@ -31,22 +33,32 @@ from mailsac.admin import Admin
 from mailsac.analysis import Analyzer
 from mailsac.api.app import create_app
 from mailsac.api.context import ApiContext
+from mailsac.api.limits import HttpLimits, StreamCaps
 from mailsac.config import Settings
 from mailsac.delivery import Delivery
 from mailsac.directory import Directory
+from mailsac.forwarding.egress import EgressGuard
+from mailsac.forwarding.fairness import FairnessLimits
 from mailsac.forwarding.hub import MessageHub
 from mailsac.forwarding.webhooks import RetryPolicy, WebhookDispatcher
 from mailsac.gate import SenderGate, parse_limit_overrides
+from mailsac.httpserver import (
+    ConnectionGuard,
+    guarded_protocol,
+    http_connection_cap,
+    raise_nofile_limit,
+)
+from mailsac.listeners.admission import Admission
 from mailsac.loopmon import LoopMonitor
 from mailsac.mailbox import Mailboxes
 from mailsac.pop3 import Pop3Listener, build_pop3
-from mailsac.smtp.admission import Admission
+from mailsac.smtp.budget import DataBudget
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
 from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MetadataWriter
 from mailsac.storage.accounts import ADMIN_ACCOUNT, ensure_account
-from mailsac.storage.db import create_engine
+from mailsac.storage.db import LivenessProbe, create_engine, known_unavailable, liveness
 from mailsac.storage.journal import Journal
 from mailsac.storage.keys import any_keys, create_key, ensure_key
 from mailsac.storage.retention import RetentionPolicy, RetentionSweeper
@@ -93,6 +105,8 @@ class Services:
     pop3_port: int = 0
     pop3: Pop3Listener | None = None
     http: _EmbeddedUvicorn | None = None
+    http_guard: ConnectionGuard | None = None
+    nofile_limit: int | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def journal_pending(self) -> bool:
@@ -120,16 +134,33 @@ class Services:
             "hub_dropped": self.hub.dropped,
             "webhooks": dict(self.webhooks.outcomes),
             "cache_bytes": self.mailboxes.cache.bytes,
+            "render_cache_bytes": self.mailboxes.renderings.cache.bytes,
+            "data_memory_used": self.smtp.budget.used,
+            "data_memory_refused": self.smtp.budget.refused,
+            "http_connections": self.http_guard.total if self.http_guard else 0,
+            "http_refused": self.http_guard.refused if self.http_guard else 0,
+            "http_header_timeouts": self.http_guard.header_timeouts if self.http_guard else 0,
+            "db_available": not known_unavailable(self.engine),
         }
 
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()
         db: dict[str, Any]
         try:
-            async with asyncio.timeout(2.0):
-                async with self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-            db = {"ok": True, "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+            probe = liveness(self.engine)
+            if probe is not None:
+                # The probe pings on its own connection twice a second: its verdict is
+                # fresh, costs nothing, and a burst of requests queueing for pooled
+                # connections cannot make a healthy database look down.
+                if not probe.alive:
+                    raise TimeoutError
+                latency = probe.latency
+            else:
+                async with asyncio.timeout(2.0):
+                    async with self.engine.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                latency = time.perf_counter() - started
+            db = {"ok": True, "latencyMs": round(latency * 1000, 2)}
         except Exception as exc:  # any failure means "not ready"
             db = {"ok": False, "error": type(exc).__name__}
         smtp = {"listening": self.smtp.listening, "port": self.smtp_port}
@@ -140,17 +171,19 @@ class Services:
 
 
 def build_services(settings: Settings, database_url: str) -> Services:
-    engine = create_engine(database_url, pool_size=settings.db_pool_size)
+    engine = create_engine(database_url, pool_size=settings.db_pool_size,
+                           connect_timeout=settings.db_connect_timeout)
     blobs = BlobStore(settings.blob_dir)
     writer = MetadataWriter(engine, Journal(
         settings.data_dir / "journal", max_age=settings.journal_max_age,
-        max_bytes=settings.journal_max_bytes))
+        max_bytes=settings.journal_max_bytes), commit_timeout=settings.db_commit_timeout)
     hostname = settings.effective_hostname()
     directory = Directory(engine, database_url)
-    visibility = Visibility(directory)
+    visibility = Visibility(directory, max_starred=settings.max_starred_per_account)
     hub = MessageHub()
     web_url = settings.public_url or f"http://{settings.bind}:{settings.http_port}"
-    spam = SpamFeedback(engine)
+    spam = SpamFeedback(engine, max_rows=settings.spam_feedback_max_rows,
+                        per_account=settings.spam_feedback_per_account)
     analyzer = Analyzer(spam.model, settings.analysis_workers)
     delivery = Delivery(blobs, writer, hostname, directory, hub, web_url, analyzer)
     gate = SenderGate(engine, parse_limit_overrides(settings.limits),
@@ -162,6 +195,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
     admission = Admission(
         max_total=settings.max_connections, max_per_ip=settings.max_connections_per_ip,
         max_per_network=settings.max_connections_per_network,
+        max_per_supernet=settings.max_connections_per_supernet,
         wait_timeout=settings.admission_timeout,
         overloaded=lambda: loop_monitor.lag > 1.0 or writer.queue_depth > 5000)
     loop_monitor.on_tick.append(admission.poke)
@@ -169,22 +203,39 @@ def build_services(settings: Settings, database_url: str) -> Services:
                         timeout=settings.smtp_timeout, admission=admission, gate=gate,
                         pressure_timeout=settings.pressure_timeout,
                         max_data_seconds=settings.max_data_seconds,
-                        max_commands=settings.max_commands)
-    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub, spam)
-    addresses = Addresses(engine, directory, mailboxes.drop_blobs)
+                        max_commands=settings.max_commands,
+                        budget=DataBudget(settings.data_memory_budget),
+                        max_session_seconds=settings.smtp_max_session_seconds,
+                        pressure_session_seconds=settings.smtp_pressure_session_seconds)
+    loop_monitor.on_tick.append(smtp.check_pressure)
+    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub, spam,
+                          render_cache_bytes=settings.render_cache_bytes)
+    addresses = Addresses(engine, directory, mailboxes.drop_blobs,
+                          max_aliases=settings.max_aliases_per_account)
     auth = KeyAuthenticator(engine)
     retention = RetentionSweeper(engine, mailboxes.drop_blobs, RetentionPolicy(
         public_inbox_limit=settings.public_inbox_limit,
-        public_max_age=timedelta(hours=settings.public_max_age_hours)))
+        public_max_age=timedelta(hours=settings.public_max_age_hours),
+        webhook_payload_max_age=timedelta(hours=settings.webhook_payload_retention_hours),
+        webhook_history_max_age=timedelta(hours=settings.webhook_history_retention_hours)))
     delivery.add_listener(retention.touched)
 
     def secret_for(address: str) -> str | None:
         record = directory.addresses.get(address)
         return record.webhook_secret if record is not None else None
 
-    webhooks = WebhookDispatcher(engine, secret_for, policy=RetryPolicy(
-        max_attempts=settings.webhook_max_attempts, base_delay=settings.webhook_retry_base,
-        timeout=settings.webhook_timeout))
+    webhooks = WebhookDispatcher(
+        engine, secret_for, policy=RetryPolicy(
+            max_attempts=settings.webhook_max_attempts, base_delay=settings.webhook_retry_base,
+            timeout=settings.webhook_timeout),
+        # Fairness lanes are per owning account (the delivery row's, else the directory's).
+        account_for=directory.owner_of_inbox,
+        guard=EgressGuard(allow_private=settings.webhook_allow_private),
+        limits=FairnessLimits(
+            total=settings.webhook_concurrency, per_account=settings.webhook_per_account,
+            per_host=settings.webhook_per_host,
+            breaker_failures=settings.webhook_breaker_failures,
+            breaker_cooldown=settings.webhook_breaker_cooldown))
     delivery.on_new_deliveries = webhooks.wake
     services = Services(
         settings=settings, engine=engine, blobs=blobs, writer=writer, delivery=delivery,
@@ -193,7 +244,13 @@ def build_services(settings: Settings, database_url: str) -> Services:
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
         spam=spam, gate=gate, loop_monitor=loop_monitor, analyzer=analyzer,
     )
-    services.pop3 = build_pop3(services, settings)
+
+    def pop3_denied(ip: str) -> str | None:  # the gate's deny-list, current after reloads
+        entry = gate.deny.match_ip(ip)
+        return None if entry is None else (entry.reason or "deny-listed")
+
+    services.pop3 = build_pop3(settings, auth=auth, mailboxes=mailboxes,
+                               loop_monitor=loop_monitor, denied=pop3_denied)
     return services
 
 
@@ -211,6 +268,7 @@ def _http_socket(host: str, port: int) -> socket.socket:
 
 async def start(services: Services) -> None:
     settings = services.settings
+    services.nofile_limit = raise_nofile_limit()  # before any listener accepts
     services.blobs.ensure_root()
     async with services.engine.begin() as conn:
         await ensure_account(conn, ADMIN_ACCOUNT)
@@ -221,7 +279,9 @@ async def start(services: Services) -> None:
             # First start: make the service usable at once; the key is shown only here.
             _, plain = await create_key(conn, "initial", account_id=ADMIN_ACCOUNT,
                                         is_admin=True)
-            log.warning("no API key existed, so one was created (shown only once): %s", plain)
+            # Printed, not logged: log lines never carry keys (mailsac.logredact masks them).
+            print(f"no API key existed, so one was created (shown only once): {plain}",
+                  file=sys.stderr, flush=True)
             log.warning("create more with: python -m mailsac keys create --name NAME")
     await services.directory.start()
     await services.spam.load()
@@ -235,12 +295,27 @@ async def start(services: Services) -> None:
         addresses=services.addresses, account_mail=services.account_mail,
         admin=services.admin, hub=services.hub, gate=services.gate,
         metrics=services.metrics, accepted_domains=settings.domains,
-        ws_send_timeout=settings.ws_send_timeout)
+        ws_send_timeout=settings.ws_send_timeout,
+        limits=HttpLimits(
+            max_body=settings.http_max_body, body_timeout=settings.http_body_timeout,
+            streams_per_ip=settings.max_streams_per_ip,
+            streams_per_key=settings.max_streams_per_key, web_sessions=settings.web_sessions,
+            web_sessions_per_ip=settings.web_sessions_per_ip,
+            web_session_idle=settings.web_session_idle),
+        streams=StreamCaps(settings.max_streams_per_ip, settings.max_streams_per_key))
     app = create_app(context, ui_domain=settings.ui_domain, ui_public=settings.ui_public)
     sock = _http_socket(settings.bind, settings.http_port)
     services.http_port = int(sock.getsockname()[1])
+    guard = services.http_guard = ConnectionGuard(
+        http_connection_cap(settings.http_max_connections, services.nofile_limit),
+        settings.http_max_connections_per_ip, settings.http_header_timeout)
     config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None,
-                            timeout_graceful_shutdown=5, server_header=False)
+                            timeout_graceful_shutdown=5, server_header=False,
+                            http=guarded_protocol(guard),
+                            # The WebSocket feed only sends: what a client sends is read
+                            # and dropped, so small frames and a short queue suffice
+                            # (uvicorn's defaults let one socket buffer 32 x 16 MiB).
+                            ws_max_size=64 * 1024, ws_max_queue=4)
     services.http = _EmbeddedUvicorn(config)
     services.tasks.append(asyncio.create_task(services.http.serve(sockets=[sock]), name="http"))
     while not services.http.started:
@@ -257,6 +332,8 @@ async def start(services: Services) -> None:
         services.retention.run_forever(settings.retention_interval), name="retention"))
     services.tasks.append(asyncio.create_task(services.webhooks.run(), name="webhooks"))
     services.tasks.append(asyncio.create_task(services.loop_monitor.run(), name="loop-monitor"))
+    services.tasks.append(asyncio.create_task(LivenessProbe(
+        services.engine, timeout=settings.db_commit_timeout).run(), name="db-probe"))
     log.info("mailsac %s ready: SMTP %s:%d, HTTP http://%s:%d", __version__, settings.bind,
              services.smtp_port, settings.bind, services.http_port)
 
@@ -306,9 +383,12 @@ async def serve(settings: Settings, database_url: str) -> None:
     try:
         await start(services)
         if settings.ready_file:
-            with open(settings.ready_file, "w") as f:
+            # Write then rename, so a watcher never reads a half-written file.
+            partial = f"{settings.ready_file}.partial"
+            with open(partial, "w") as f:
                 json.dump({"smtp_port": services.smtp_port, "http_port": services.http_port,
                            "pop3_port": services.pop3_port}, f)
+            os.replace(partial, settings.ready_file)
         await stopping.wait()
         log.info("shutdown requested")
     finally:

@@ -57,6 +57,10 @@ class Settings:
     cache_bytes: int = _setting(
         64 * 1024 * 1024, "MAILSAC_CACHE_BYTES",
         "memory budget of the parsed-message cache used by body/attachment endpoints")
+    # Body renderings (issue 14): text/dirty/sanitized bodies are computed once, cached
+    render_cache_bytes: int = _setting(
+        64 * 1024 * 1024, "MAILSAC_RENDER_CACHE_BYTES",
+        "memory budget of the cache of body renderings (text, HTML, sanitized HTML)")
     orphan_sweep_interval: float = _setting(
         3600.0, "MAILSAC_ORPHAN_SWEEP_INTERVAL",
         "seconds between sweeps that delete blobs no message refers to")
@@ -85,6 +89,24 @@ class Settings:
     webhook_retry_base: float = _setting(
         2.0, "MAILSAC_WEBHOOK_RETRY_BASE",
         "seconds before the first retry; doubles per attempt, capped at one hour")
+    # -- webhook egress guard and fairness (mailsac.forwarding) ---------------------------
+    webhook_allow_private: bool = _setting(
+        False, "MAILSAC_WEBHOOK_ALLOW_PRIVATE",
+        "let webhooks/Slack reach loopback, private, link-local and CGNAT addresses "
+        "(self-hosted setups only; multicast and 0.0.0.0 stay refused)")
+    webhook_concurrency: int = _setting(
+        32, "MAILSAC_WEBHOOK_CONCURRENCY", "webhook/Slack requests in flight in total")
+    webhook_per_account: int = _setting(
+        4, "MAILSAC_WEBHOOK_PER_ACCOUNT", "webhook/Slack requests in flight per account")
+    webhook_per_host: int = _setting(
+        8, "MAILSAC_WEBHOOK_PER_HOST",
+        "webhook/Slack requests in flight per destination host:port")
+    webhook_breaker_failures: int = _setting(
+        5, "MAILSAC_WEBHOOK_BREAKER_FAILURES",
+        "consecutive connect failures/timeouts before a destination host is paused")
+    webhook_breaker_cooldown: float = _setting(
+        60.0, "MAILSAC_WEBHOOK_BREAKER_COOLDOWN",
+        "seconds a failing destination host is paused (its deliveries wait, attempts kept)")
     limits: str = _setting(
         "", "MAILSAC_LIMITS",
         "rate-limit overrides, e.g. 'ip=600,network=1200,sender_org=300,reply_to_org=300,"
@@ -95,10 +117,24 @@ class Settings:
     max_connections: int = _setting(
         1000, "MAILSAC_MAX_CONNECTIONS", "concurrent SMTP sessions in total")
     max_connections_per_ip: int = _setting(
-        50, "MAILSAC_MAX_CONNECTIONS_PER_IP", "concurrent SMTP sessions per client IP")
+        25, "MAILSAC_MAX_CONNECTIONS_PER_IP", "concurrent SMTP sessions per client IP")
     max_connections_per_network: int = _setting(
-        200, "MAILSAC_MAX_CONNECTIONS_PER_NETWORK",
+        50, "MAILSAC_MAX_CONNECTIONS_PER_NETWORK",
         "concurrent SMTP sessions per /24 (IPv4) or /56 (IPv6)")
+    # -- SMTP memory and slot holding (mailsac.smtp.server, mailsac.listeners) -------------
+    max_connections_per_supernet: int = _setting(
+        150, "MAILSAC_MAX_CONNECTIONS_PER_SUPERNET",
+        "concurrent SMTP sessions per /16 (IPv4) or /48 (IPv6)")
+    data_memory_budget: int = _setting(
+        128 * 1024 * 1024, "MAILSAC_DATA_MEMORY_BUDGET",
+        "bytes of in-flight SMTP DATA held in memory by all sessions together (larger "
+        "messages stream to disk; DATA gets 451 4.3.1 when none is free)")
+    smtp_max_session_seconds: float = _setting(
+        1800.0, "MAILSAC_SMTP_MAX_SESSION_SECONDS",
+        "absolute lifetime of an SMTP session (then 421)")
+    smtp_pressure_session_seconds: float = _setting(
+        300.0, "MAILSAC_SMTP_PRESSURE_SESSION_SECONDS",
+        "absolute lifetime of an SMTP session while more than half the slots are in use")
     admission_timeout: float = _setting(
         30.0, "MAILSAC_ADMISSION_TIMEOUT",
         "seconds a connection waits for a free slot before it gets 421")
@@ -129,11 +165,84 @@ class Settings:
     tls_cert: str = _setting(
         "", "MAILSAC_TLS_CERT", "PEM certificate chain for STLS (empty = no TLS)")
     tls_key: str = _setting("", "MAILSAC_TLS_KEY", "PEM private key for STLS (empty = no TLS)")
+    pop3_plaintext_loopback: bool = _setting(
+        False, "MAILSAC_POP3_PLAINTEXT_LOOPBACK",
+        "with TLS configured, still allow POP3 logins without STLS from loopback clients")
+    pop3_login_timeout: float = _setting(
+        30.0, "MAILSAC_POP3_LOGIN_TIMEOUT",
+        "seconds a POP3 client has from connecting until it is logged in")
+    pop3_max_session_seconds: float = _setting(
+        3600.0, "MAILSAC_POP3_MAX_SESSION_SECONDS", "absolute lifetime of a POP3 session")
+    pop3_prelogin_per_ip: int = _setting(
+        10, "MAILSAC_POP3_PRELOGIN_PER_IP",
+        "POP3 sessions not yet logged in per client IP (more are refused at once)")
+    pop3_prelogin_per_network: int = _setting(
+        30, "MAILSAC_POP3_PRELOGIN_PER_NETWORK",
+        "POP3 sessions not yet logged in per /24 (IPv4) or /56 (IPv6)")
+    pop3_prelogin_total: int = _setting(
+        100, "MAILSAC_POP3_PRELOGIN_TOTAL", "POP3 sessions not yet logged in, in total")
+    # -- tenant isolation and quotas (addresses, visibility, webhooks history, feedback) --
+    webhook_payload_retention_hours: float = _setting(
+        72.0, "MAILSAC_WEBHOOK_PAYLOAD_RETENTION_HOURS",
+        "hours a webhook/Slack delivery keeps its payload (dropped at once when the message "
+        "is deleted)")
+    webhook_history_retention_hours: float = _setting(
+        720.0, "MAILSAC_WEBHOOK_HISTORY_RETENTION_HOURS",
+        "hours finished webhook/Slack delivery rows are kept for /webhook-deliveries")
+    max_starred_per_account: int = _setting(
+        10_000, "MAILSAC_MAX_STARRED_PER_ACCOUNT",
+        "starred messages an account may hold (also capped by its messageLimit)")
+    max_aliases_per_account: int = _setting(
+        1_000, "MAILSAC_MAX_ALIASES_PER_ACCOUNT",
+        "secret inbox aliases an account may create for inboxes it does not reserve")
+    spam_feedback_max_rows: int = _setting(
+        200_000, "MAILSAC_SPAM_FEEDBACK_MAX_ROWS",
+        "stored spam/ham feedback rows in total; beyond it feedback is refused (403)")
+    spam_feedback_per_account: int = _setting(
+        500, "MAILSAC_SPAM_FEEDBACK_PER_ACCOUNT",
+        "spam (and not-spam) feedback rows per account and class (at most the model's 500)")
+    # -- HTTP limits (mailsac.httpserver, mailsac.api.limits, web viewer sessions) --------
+    http_max_body: int = _setting(
+        1024 * 1024, "MAILSAC_HTTP_MAX_BODY",
+        "largest HTTP request body in bytes (413 from Content-Length, before reading)")
+    http_body_timeout: float = _setting(
+        30.0, "MAILSAC_HTTP_BODY_TIMEOUT",
+        "seconds a request body may stall between chunks (then 408)")
+    http_header_timeout: float = _setting(
+        10.0, "MAILSAC_HTTP_HEADER_TIMEOUT",
+        "seconds a connection gets to send complete request headers (also between "
+        "keep-alive requests); then it is closed")
+    http_max_connections: int = _setting(
+        8192, "MAILSAC_HTTP_MAX_CONNECTIONS",
+        "open HTTP connections in total (at most half the open-file limit); more get 503")
+    http_max_connections_per_ip: int = _setting(
+        1100, "MAILSAC_HTTP_MAX_CONNECTIONS_PER_IP",
+        "open HTTP connections per client IP (IPv6: per /64); more get 503")
+    max_streams_per_ip: int = _setting(
+        1024, "MAILSAC_MAX_STREAMS_PER_IP",
+        "open SSE streams, WebSocket feeds and long-poll waits per client IP (more get 429)")
+    max_streams_per_key: int = _setting(
+        1024, "MAILSAC_MAX_STREAMS_PER_KEY",
+        "open SSE streams, WebSocket feeds and long-poll waits per API key (more get 429)")
+    web_sessions: int = _setting(
+        10_000, "MAILSAC_WEB_SESSIONS",
+        "signed-in web viewer sessions in total (new ones are refused when full)")
+    web_sessions_per_ip: int = _setting(
+        20, "MAILSAC_WEB_SESSIONS_PER_IP", "signed-in web viewer sessions per client IP")
+    web_session_idle: float = _setting(
+        4 * 3600.0, "MAILSAC_WEB_SESSION_IDLE",
+        "seconds an unused web viewer session lives before it expires")
     # -----------------------------------------------------------------------------------
     analysis_workers: int = _setting(
         max(1, os.cpu_count() or 1), "MAILSAC_ANALYSIS_WORKERS",
         "worker processes that parse and tokenise incoming mail (0 = threads)")
     db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
+    # -- database hang detection (mailsac.storage.db, mailsac.storage.writer) -------------
+    db_connect_timeout: float = _setting(
+        2.0, "MAILSAC_DB_CONNECT_TIMEOUT", "seconds to open a database connection")
+    db_commit_timeout: float = _setting(
+        1.5, "MAILSAC_DB_COMMIT_TIMEOUT",
+        "seconds a metadata commit may take before intake moves to the outage journal")
     log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")
     ready_file: str = _setting(
         "", "MAILSAC_READY_FILE",
@@ -160,6 +269,10 @@ class SettingsError(ValueError):
 
 def _convert(name: str, kind: Any, raw: str) -> Any:
     try:
+        if kind in (bool, "bool"):
+            if raw.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError("expected true or false")
+            return raw.strip().lower() in ("1", "true", "yes", "on")
         if kind in (int, "int"):
             return int(raw.replace("_", ""))
         if kind in (float, "float"):
@@ -216,6 +329,9 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{port_name} must be between 0 and 65535, not {port}")
     if settings.max_message_size < 1024:
         raise SettingsError("max_message_size must be at least 1024 bytes")
+    if min(settings.webhook_concurrency, settings.webhook_per_account, settings.webhook_per_host,
+           settings.webhook_breaker_failures) < 1 or settings.webhook_timeout <= 0:
+        raise SettingsError("webhook concurrency, breaker and timeout settings must be positive")
     try:
         from mailsac.gate import parse_limit_overrides
 
@@ -231,6 +347,26 @@ def validate(settings: Settings) -> None:
         raise SettingsError("public_inbox_limit and public_max_age_hours must be positive")
     if settings.smtp_timeout <= 0 or settings.shutdown_grace < 0:
         raise SettingsError("timeouts must be positive")
+    if settings.data_memory_budget < 256 * 1024:
+        raise SettingsError("MAILSAC_DATA_MEMORY_BUDGET must be at least 262144 bytes")
+    if settings.smtp_max_session_seconds <= 0 or settings.smtp_pressure_session_seconds <= 0:
+        raise SettingsError("SMTP session lifetimes must be positive")
+    tenant_limits = (settings.webhook_payload_retention_hours,
+                     settings.webhook_history_retention_hours, settings.max_starred_per_account,
+                     settings.max_aliases_per_account, settings.spam_feedback_max_rows,
+                     settings.spam_feedback_per_account)
+    if min(tenant_limits) <= 0:
+        raise SettingsError("MAILSAC_WEBHOOK_*_RETENTION_HOURS, MAILSAC_MAX_STARRED_PER_ACCOUNT, "
+                            "MAILSAC_MAX_ALIASES_PER_ACCOUNT and MAILSAC_SPAM_FEEDBACK_* must "
+                            "be positive")
+    http_limits = (settings.http_max_body, settings.http_body_timeout,
+                   settings.http_header_timeout, settings.http_max_connections,
+                   settings.http_max_connections_per_ip, settings.max_streams_per_ip,
+                   settings.max_streams_per_key, settings.web_sessions,
+                   settings.web_sessions_per_ip, settings.web_session_idle)
+    if min(http_limits) <= 0:
+        raise SettingsError("HTTP limits (MAILSAC_HTTP_*, *_STREAMS_*, WEB_SESSION*) must be "
+                            "positive")
     if settings.database_url and not settings.database_url.startswith("postgresql"):
         raise SettingsError("DATABASE_URL must be a postgresql:// URL")
 

@@ -54,6 +54,9 @@ def start_server(
         "MAILSAC_ADMIN_KEY": ADMIN_KEY,
         "MAILSAC_LOG_LEVEL": "INFO",
         "MAILSAC_WEBHOOK_RETRY_BASE": "0.2",
+        # Webhook tests post to local receivers on 127.0.0.1, which the SSRF guard refuses
+        # by default; tests of the guard itself pass "false" in env_extra.
+        "MAILSAC_WEBHOOK_ALLOW_PRIVATE": "true",
     })
     env.update(env_extra)
     log_path = data_dir / "server.log"

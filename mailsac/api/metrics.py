@@ -72,6 +72,25 @@ class ServiceCollector(Collector):
         yield webhooks
         yield GaugeMetricFamily("mailsac_parsed_cache_bytes", "Parsed-message cache size",
                                 value=s["cache_bytes"])
+        yield GaugeMetricFamily("mailsac_render_cache_bytes", "Body-rendering cache size",
+                                value=s["render_cache_bytes"])
+        yield GaugeMetricFamily("mailsac_smtp_data_memory_bytes",
+                                "In-flight SMTP DATA held in memory (MAILSAC_DATA_MEMORY_BUDGET)",
+                                value=s["data_memory_used"])
+        yield CounterMetricFamily("mailsac_smtp_data_memory_refused",
+                                  "DATA commands refused (451 4.3.1) for lack of memory budget",
+                                  value=s["data_memory_refused"])
+        yield GaugeMetricFamily("mailsac_http_connections", "Open HTTP connections",
+                                value=s["http_connections"])
+        yield CounterMetricFamily("mailsac_http_connections_refused",
+                                  "HTTP connections refused (503) at a connection cap",
+                                  value=s["http_refused"])
+        yield CounterMetricFamily("mailsac_http_header_timeouts",
+                                  "HTTP connections closed for not sending headers in time",
+                                  value=s["http_header_timeouts"])
+        yield GaugeMetricFamily("mailsac_database_available",
+                                "1 while the database liveness probe gets answers",
+                                value=int(s["db_available"]))
 
 
 async def metrics(request: Request) -> Response:

@@ -150,8 +150,12 @@ def test_metrics_are_exposed_with_bounded_labels(limited: ServerHandle) -> None:
         text = anon.get("/metrics").text
     for name in ("mailsac_messages_accepted_total", "mailsac_throttle_decisions_total",
                  "mailsac_event_loop_lag_seconds", "mailsac_smtp_sessions",
-                 "mailsac_db_commits_total", "mailsac_writer_queue_depth"):
+                 "mailsac_db_commits_total", "mailsac_writer_queue_depth",
+                 "mailsac_smtp_data_memory_bytes", "mailsac_smtp_data_memory_refused_total",
+                 "mailsac_http_connections_refused_total", "mailsac_render_cache_bytes"):
         assert name in text
+    assert "mailsac_database_available 1.0" in text
+    assert float(text.split("\nmailsac_http_connections ")[1].split()[0]) >= 1  # this one
     assert 'decision="denied",limit="sender_org"' in text
     assert "127.0." not in text and "example.com" not in text  # no IPs or domains as labels
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,11 @@ def test_usage_table_lists_every_variable() -> None:
                  "MAILSAC_DOMAINS", "MAILSAC_MAX_MESSAGE_SIZE"):
         assert name in table
     assert Settings().blob_dir == Path("./mailsac-data/blobs")
+
+
+def test_readme_documents_every_setting() -> None:
+    """README.md is the operator's manual: every variable the service reads is in it."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [f.metadata["env"] for f in fields(Settings)
+               if f.metadata.get("env") and f"`{f.metadata['env']}`" not in readme]
+    assert not missing, f"README.md does not mention: {missing}"
