@@ -111,6 +111,13 @@ def build_records(
 ) -> list[MessageRecord]:
     """One row per route (call :func:`merge_routes` first)."""
     attachments = [a.checksum for a in parsed.attachments] or None
+    # One list object per field, shared by every recipient's row: insert_messages encodes
+    # each distinct object once, not once per recipient.
+    from_addrs = [a.to_json() for a in parsed.from_]
+    to_addrs = [a.to_json() for a in parsed.to]
+    cc_addrs = [a.to_json() for a in parsed.cc]
+    bcc_addrs = [a.to_json() for a in parsed.bcc]
+    links = list(parsed.links)
     records: list[MessageRecord] = []
     for route in routes:
         records.append(
@@ -123,12 +130,12 @@ def build_records(
                 size=size,
                 blob_key=blob_key,
                 subject=parsed.subject,
-                from_addrs=[a.to_json() for a in parsed.from_],
-                to_addrs=[a.to_json() for a in parsed.to],
-                cc_addrs=[a.to_json() for a in parsed.cc],
-                bcc_addrs=[a.to_json() for a in parsed.bcc],
+                from_addrs=from_addrs,
+                to_addrs=to_addrs,
+                cc_addrs=cc_addrs,
+                bcc_addrs=bcc_addrs,
                 attachments=attachments,
-                links=list(parsed.links),
+                links=links,
                 ip=msg.client_ip,
                 via=msg.via,
                 mail_from=msg.mail_from,

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from mailsac.api.context import ApiContext, ctx, date_param, int_param, json_body, require_key
 from mailsac.api.errors import BadRequest
 from mailsac.api.messages import DEFAULT_LIMIT, MAX_LIMIT
+from mailsac.api.responses import json_response
 from mailsac.errors import InvalidAddress
 from mailsac.messagejson import message_json
 from mailsac.policy import domain_accepted, parse_recipient
@@ -23,8 +24,9 @@ async def account_inbox(request: Request) -> Response:
     skip = int_param(request, "skip", 0, 0, 10_000_000)
     page = await ctx(request).account_mail.inbox(key, limit=limit, skip=skip,
                                                  since=date_param(request, "since"))
-    return JSONResponse({"messages": [message_json(m) for m in page.messages],
-                         "unread": page.unread, "limit": limit, "skip": skip})
+    return await json_response({"messages": [message_json(m) for m in page.messages],
+                                "unread": page.unread, "limit": limit, "skip": skip},
+                               items=len(page.messages))
 
 
 async def inbox_filter(request: Request) -> Response:
@@ -32,14 +34,16 @@ async def inbox_filter(request: Request) -> Response:
     q = request.query_params
     found = await ctx(request).account_mail.filter(
         key, subject=q.get("andSubjectIncludes"), sender=q.get("andFrom"), to=q.get("andTo"))
-    return JSONResponse({"messages": [message_json(m) for m in found]})
+    return await json_response({"messages": [message_json(m) for m in found]},
+                               items=len(found))
 
 
 async def inbox_search(request: Request) -> Response:
     key = await require_key(request)
     query = request.query_params.get("query", "")
     found = await ctx(request).account_mail.search(key, query)
-    return JSONResponse({"query": query, "messages": [message_json(m) for m in found]})
+    return await json_response({"query": query, "messages": [message_json(m) for m in found]},
+                               items=len(found))
 
 
 async def starred(request: Request) -> Response:
@@ -47,7 +51,7 @@ async def starred(request: Request) -> Response:
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     skip = int_param(request, "skip", 0, 0, 10_000_000)
     found = await ctx(request).account_mail.starred(key, limit=limit, skip=skip)
-    return JSONResponse([message_json(m) for m in found])
+    return await json_response([message_json(m) for m in found], items=len(found))
 
 
 async def domain_messages(request: Request) -> Response:
@@ -56,7 +60,7 @@ async def domain_messages(request: Request) -> Response:
     found = await ctx(request).account_mail.domain_messages(
         key, request.path_params["domain"].lower(), limit=limit,
         until=date_param(request, "until"))
-    return JSONResponse([message_json(m) for m in found])
+    return await json_response([message_json(m) for m in found], items=len(found))
 
 
 async def delete_domain_mail(request: Request) -> Response:

@@ -76,6 +76,8 @@ async def json_body(request: Request) -> dict[str, Any]:
     if raw.strip():
         try:
             body = json.loads(raw)
+        except RecursionError:  # "[[[[…": deeper than the decoder can nest
+            raise BadRequest("the request body is nested too deeply") from None
         except ValueError:
             raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):

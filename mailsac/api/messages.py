@@ -14,6 +14,7 @@ from mailsac.api.context import (
     require_key,
 )
 from mailsac.api.errors import BadRequest
+from mailsac.api.responses import json_response
 from mailsac.messagejson import message_json
 from mailsac.mime import headers_json, headers_ordered, headers_plain
 
@@ -27,7 +28,7 @@ async def list_messages(request: Request) -> Response:
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     until = date_param(request, "until")
     records = await ctx(request).mailboxes.list_messages(key, inbox, limit=limit, until=until)
-    return JSONResponse([message_json(r) for r in records])
+    return await json_response([message_json(r) for r in records], items=len(records))
 
 
 async def message_count(request: Request) -> Response:

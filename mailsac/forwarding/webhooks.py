@@ -51,6 +51,7 @@ TIMEOUT = "timeout"
 PROTOCOL_ERROR = "protocol error"
 INVALID_URL = "invalid url"
 DATABASE_UNAVAILABLE = "database unavailable"
+ADDRESS_RELEASED = "address released"
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -212,6 +213,11 @@ class WebhookDispatcher:
         await self._record(delivery, job.host, attempt, outcome)
 
     async def _attempt(self, delivery: store.Delivery, attempt: int) -> _Outcome:
+        if (delivery.account_id is not None
+                and self._account_for(delivery.address) != delivery.account_id):
+            # Released (and maybe reserved by another account) since the message came:
+            # never send it signed with the new holder's secret, nor to the old URL.
+            return _Outcome(error=ADDRESS_RELEASED, final=True)
         # The payload is read now, not when claimed: only sends in flight hold one.
         try:
             async with connect(self._engine) as conn:

@@ -11,7 +11,15 @@ import html
 import re
 from collections.abc import Iterator
 
-__all__ = ["extract_links", "iter_text_urls"]
+__all__ = ["MAX_LINKS", "MAX_LINK_CHARS", "MAX_LINKS_TOTAL_CHARS", "extract_links",
+           "iter_text_urls"]
+
+# The links kept per message: they are stored with every recipient's row and returned in
+# every message object, so a body made of nothing but URLs must not become megabytes of
+# JSON per row. A real newsletter has tens to a few hundred links.
+MAX_LINKS = 500
+MAX_LINK_CHARS = 2048  # a longer URL is left out (browsers and servers balk beyond ~2 KB)
+MAX_LINKS_TOTAL_CHARS = 32 * 1024
 
 # Characters that can never be part of a bare URL: whitespace, controls, angle brackets,
 # double quotes, backticks, and the usual typographic / CJK quotes and punctuation.
@@ -101,12 +109,31 @@ def _iter_html_urls(doc: str) -> Iterator[str]:
 
 
 def extract_links(text: str | None, html: str | None) -> list[str]:
-    """All http/https URLs in the text part, then the HTML part; de-duplicated, in order."""
+    """The http/https URLs in the text part, then the HTML part; de-duplicated, in order.
+
+    At most :data:`MAX_LINKS` URLs of at most :data:`MAX_LINK_CHARS` characters each and
+    :data:`MAX_LINKS_TOTAL_CHARS` in all are kept; scanning stops once the list is full.
+    """
     seen: dict[str, None] = {}
+    total = 0
+
+    def keep(url: str) -> bool:
+        """Add ``url``; False once the list is full."""
+        nonlocal total
+        if len(url) > MAX_LINK_CHARS or url in seen:
+            return True
+        if len(seen) >= MAX_LINKS or total + len(url) > MAX_LINKS_TOTAL_CHARS:
+            return False
+        seen[url] = None
+        total += len(url)
+        return True
+
     if text:
         for start, end in iter_text_urls(text):
-            seen.setdefault(text[start:end], None)
+            if not keep(text[start:end]):
+                return list(seen)
     if html:
         for url in _iter_html_urls(html):
-            seen.setdefault(url, None)
+            if not keep(url):
+                break
     return list(seen)

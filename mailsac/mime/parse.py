@@ -44,6 +44,10 @@ __all__ = [
 MAX_DEPTH = 20  # multipart nesting levels walked
 MAX_PARTS = 2000  # MIME parts walked per message
 MAX_ADDRESS_HEADER = 64 * 1024  # characters of an address field handed to getaddresses
+MAX_HEADER_FIELDS = 1000  # header fields kept in the parse (API, viewer, payloads)
+MAX_ADDRESSES = 200  # addresses kept per field (stored with every recipient's row)
+MAX_NAME_CHARS = 998  # a display name or address longer than a header line is cut
+MAX_ADDRESS_CHARS = 16 * 1024  # characters of names and addresses kept per field
 MAX_PARAM_HEADER = 8 * 1024  # characters of Content-Type / -Disposition parsed for parameters
 MAX_PARAMS = 100  # ";"-separated parameters of those headers parsed
 
@@ -157,8 +161,14 @@ def _parse_addresses(values: Sequence[str]) -> tuple[list[Address], int]:
         defects += 1
         pairs = [("", tok) for tok in _ADDR_SPLIT.split(field) if _is_addr_spec(tok)]
     result: list[Address] = []
+    kept = 0
     for name, addr in pairs:
         name, addr = decode_rfc2047(name.strip()).strip(), addr.strip()
+        name, addr = name[:MAX_NAME_CHARS], addr[:MAX_NAME_CHARS]
+        kept += len(name) + len(addr)
+        if len(result) >= MAX_ADDRESSES or kept > MAX_ADDRESS_CHARS:
+            defects += 1
+            break
         if name or addr:
             result.append(Address(name=name, address=addr))
     return result, defects
@@ -380,6 +390,9 @@ def _parse(raw: bytes) -> ParsedMessage:
     msg, defects = _parse_tree(raw)
     defects += cut is not None
     raw_headers = [(name, unfold(unsurrogate(value))) for name, value in msg.raw_items()]
+    if len(raw_headers) > MAX_HEADER_FIELDS:  # the raw source still has them all
+        raw_headers = raw_headers[:MAX_HEADER_FIELDS]
+        defects += 1
     headers = [(name, decode_rfc2047(value)) for name, value in raw_headers]
     by_name: dict[str, list[str]] = {}
     for name, value in raw_headers:

@@ -77,8 +77,16 @@ async def insert_messages(conn: AsyncConnection, records: Sequence[MessageRecord
         await conn.exec_driver_sql("SELECT 1")
         if not driver.is_in_transaction():
             raise RuntimeError("insert_messages must run inside a transaction")
+    encoded: dict[int, str] = {}  # id(value) -> JSON: rows of one message share their lists
+
+    def as_json(value: Any) -> str:
+        text = encoded.get(id(value))
+        if text is None:
+            text = encoded[id(value)] = json.dumps(value, separators=(",", ":"))
+        return text
+
     rows = [
-        tuple(json.dumps(value, separators=(",", ":")) if json_column else value
+        tuple(as_json(value) if json_column else value
               for value, json_column in zip(_values(record), _IS_JSONB, strict=True))
         for record in records
     ]

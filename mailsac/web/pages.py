@@ -102,7 +102,7 @@ class Pages(Handlers):
             raw = (await mailboxes.raw(record)).decode("utf-8", errors="replace")
         images = request.query_params.get("images") == "1"
         base = f"/inbox/{path_part(record.inbox)}/{path_part(record.id)}"
-        return self.ui.page(request, "message.html", {
+        return await self.ui.page_off_loop(request, "message.html", {
             "viewer": viewer, "inbox": record.inbox, "record": record, "parsed": parsed,
             "text": await renderings.text(record), "headers": headers_ordered(parsed.headers),
             "raw": raw, "view": view, "views": VIEWS, "base": base, "images": images,

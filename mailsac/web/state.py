@@ -3,13 +3,14 @@ the mapping of domain errors to HTML pages."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from mailsac.api.context import ApiContext
 from mailsac.errors import (
@@ -71,6 +72,17 @@ class WebUI:
         context.setdefault("next_url", request.url.path)
         return self.templates.TemplateResponse(request, name, context, status_code=status_code,
                                                headers=page_headers())
+
+    async def page_off_loop(self, request: Request, name: str,
+                            context: dict[str, Any]) -> Response:
+        """:meth:`page` rendered in a worker thread: for pages whose size grows with a
+        message (its text, headers and links), so a big mail cannot stall the loop."""
+        context.setdefault("ui_domain", self.ui_domain(request))
+        context.setdefault("next_url", request.url.path)
+        context["request"] = request
+        template = self.templates.get_template(name)
+        html = await asyncio.to_thread(template.render, context)
+        return HTMLResponse(html, headers=page_headers())
 
     def error_page(self, request: Request, viewer: Viewer, exc: Exception) -> Response:
         status, title = _error_status(exc)

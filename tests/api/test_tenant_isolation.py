@@ -155,6 +155,40 @@ def test_webhook_history_belongs_to_its_account_and_hides_secrets(server: Server
         receiver.close()
 
 
+def test_pending_webhooks_stop_when_the_address_changes_hands(server: ServerHandle,
+                                                              database_url: str) -> None:
+    """A's retrying delivery is never sent after A released the address: not to A's URL,
+    and never signed with the secret of B, who reserved it next."""
+    failing = Receiver(fail_first=1_000_000)  # A's receiver: always 500, so it retries
+    _, a_key = new_account(server, "releaser")
+    _, b_key = new_account(server, "newholder")
+    address = unique_inbox()
+    try:
+        with client(server, a_key) as a, client(server, b_key) as b:
+            assert a.post(f"/api/addresses/{address}",
+                          json={"webhook": failing.url + "/a"}).status_code == 200
+            deliver(server, address, subject="retried")
+            assert len(failing.wait_for(2)) >= 2  # retrying
+            message_id = _ids(a, address)[0]
+            assert a.delete(f"/api/addresses/{address}").status_code == 200
+            assert b.post(f"/api/addresses/{address}",
+                          json={"webhook": failing.url + "/b"}).status_code == 200
+
+            def status() -> tuple[str, str] | None:
+                row = _sql(database_url, "SELECT status || '|' || coalesce(last_error, '') "
+                                         "FROM webhook_deliveries WHERE message_id = :id",
+                           id=message_id)
+                return tuple(row.split("|")) if row else None  # type: ignore[return-value]
+
+            assert _wait_until(lambda: status() == ("failed", "address released")), status()
+            sent = len(failing.requests)
+            time.sleep(1.5)  # several retry periods (base 0.2 s): nothing more goes out
+            assert len(failing.requests) == sent
+            assert not any(path == "/b" for path, _, _ in failing.requests)
+    finally:
+        failing.close()
+
+
 def _payload_present(database_url: str, message_id: str) -> bool | None:
     return _sql(database_url, "SELECT bool_and(payload IS NOT NULL) FROM webhook_deliveries "
                               "WHERE message_id = :id", id=message_id)  # type: ignore[no-any-return]

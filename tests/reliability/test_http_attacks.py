@@ -155,6 +155,18 @@ def test_bodies_under_the_cap_still_work(target: ServerHandle) -> None:
         assert anon.post("/api/spam-checks", json={"text": "x"}).status_code == 401
 
 
+def test_deeply_nested_json_is_a_clear_400(target: ServerHandle) -> None:
+    """'[' * 200k overflows the decoder's recursion: a 400 with a reason, no 500, no
+    traceback in the log (and no key needed to try it)."""
+    with client(target, None) as anon:
+        got = anon.post("/api/validations/addresses", content=b"[" * 200_000,
+                        headers={"Content-Type": "application/json"})
+    assert got.status_code == 400, got.text
+    assert got.json() == {"message": "the request body is nested too deeply",
+                          "error": "Bad Request"}
+    assert "RecursionError" not in target.log()
+
+
 def test_stalled_body_gets_408(target: ServerHandle) -> None:
     with _connect(target) as sock:
         sock.sendall(b"POST /api/spam-checks HTTP/1.1\r\nHost: t\r\nContent-Type: "

@@ -182,3 +182,45 @@ def test_big_html_is_rendered_once(server: ServerHandle, api: httpx.Client,
     assert statistics.median(timings[1:]) < timings[0], timings
     growth = rss_mib(server) - before
     assert growth < 150, f"RSS grew {growth:.0f} MiB (budget 150 MiB)"
+
+
+def link_flood(to: list[str], links: int = 90_000) -> bytes:
+    """A message that is nothing but distinct URLs, plus thousands of header fields."""
+    msg = EmailMessage()
+    msg["From"] = "attacker@example.org"
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = "link flood"
+    for n in range(20_000):
+        msg[f"X-Flood-{n}"] = "x"
+    msg.set_content("\n".join(f"https://e.example/{n}" for n in range(links)), cte="7bit")
+    return msg.as_bytes().replace(b"\n", b"\r\n")
+
+
+@pytest.mark.slow
+def test_link_and_header_flood_to_many_recipients(server: ServerHandle, api: httpx.Client,
+                                                  anon: httpx.Client) -> None:
+    """Review after issue 14: 2.5 MB of distinct URLs to 100 recipients was stored (and
+    JSON-encoded on the loop) once per recipient: one message stalled the loop ~15 s and
+    tipped the service into its outage journal. Links, address lists and header fields
+    are now capped by the parser, each list is encoded once per message, and the viewer's
+    message page renders off the loop."""
+    from mailsac.mime.links import MAX_LINKS
+    from mailsac.mime.parse import MAX_HEADER_FIELDS
+
+    inboxes = [unique_inbox() for _ in range(100)]
+    raw = link_flood(inboxes)
+    assert len(raw) > 2 * MIB, len(raw)
+    idle = idle_latency(server)
+    with HealthProbe(server) as probe:
+        assert send_raw(server, raw, inboxes) == {}
+        listed = api.get(f"/api/addresses/{inboxes[-1]}/messages").json()
+        assert len(listed) == 1 and len(listed[0]["links"]) == MAX_LINKS
+        mid = listed[0]["_id"]
+        for view in ("html", "headers", "links", "text"):
+            page = anon.get(f"/inbox/{inboxes[-1]}/{mid}", params={"view": view})
+            assert page.status_code == 200, view
+        headers = api.get(f"/api/addresses/{inboxes[-1]}/messages/{mid}/headers",
+                          params={"format": "json-ordered"})
+        assert headers.status_code == 200 and len(headers.json()) == MAX_HEADER_FIELDS
+    probe.assert_responsive(idle)
+    assert "metadata commit" not in server.log()  # no commit timed out into the journal
