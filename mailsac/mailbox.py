@@ -58,12 +58,14 @@ class Mailboxes:
     # -- inbox level ----------------------------------------------------------------------
 
     async def list_messages(
-        self, key: ApiKey, inbox: str, *, limit: int, until: datetime | None = None
+        self, key: ApiKey, inbox: str, *, limit: int, until: datetime | None = None,
+        light: bool = False,
     ) -> list[MessageRecord]:
+        """Newest first; ``light`` records carry no address, link or attachment lists."""
         self._visibility.check_inbox(key, inbox)
         async with connect(self._engine) as conn:
             return await queries.list_inbox(conn, inbox, limit=limit, until=until,
-                                            condition=visible_to(key.account_id))
+                                            condition=visible_to(key.account_id), light=light)
 
     async def count_messages(self, key: ApiKey, inbox: str) -> int:
         self._visibility.check_inbox(key, inbox)

@@ -116,7 +116,7 @@ class LoginChecker:
             inbox = normalize_inbox(user)
             key = await self._auth.authenticate(password)
             newest_first = await self._mailboxes.list_messages(
-                key, inbox, limit=self.max_messages)
+                key, inbox, limit=self.max_messages, light=True)  # ids and sizes suffice
         except (InvalidAddress, Unauthorized, Forbidden) as exc:
             self.limiter.hit(FAILURE_LIMIT, failure_key(ip))
             await asyncio.sleep(self.delay)

@@ -8,7 +8,18 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, delete, func, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    cast,
+    delete,
+    func,
+    null,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -56,6 +67,11 @@ class MessageRecord:
 _FIELD_NAMES = tuple(f.name for f in fields(MessageRecord))
 _COLUMNS = [messages.c[name] for name in _FIELD_NAMES]
 _IS_JSONB = tuple(isinstance(column.type, JSONB) for column in _COLUMNS)
+# The same columns with every JSON list (addresses, links, attachments, labels) replaced by
+# SQL NULL: for callers that need only ids and sizes (a POP3 maildrop of 10,000 messages),
+# so the database neither sends nor the event loop decodes what they would throw away.
+_LIGHT_COLUMNS = [null().label(column.name) if is_json else column
+                  for column, is_json in zip(_COLUMNS, _IS_JSONB, strict=True)]
 
 
 async def insert_messages(conn: AsyncConnection, records: Sequence[MessageRecord]) -> None:
@@ -106,10 +122,13 @@ def _always(condition: Condition | None) -> Condition:
 
 async def list_inbox(
     conn: AsyncConnection, inbox: str, *, limit: int, until: datetime | None = None,
-    condition: Condition | None = None,
+    condition: Condition | None = None, light: bool = False,
 ) -> list[MessageRecord]:
-    """Newest first; ``until`` returns only messages received strictly before it."""
-    query = select(*_COLUMNS).where(messages.c.inbox == inbox, _always(condition))
+    """Newest first; ``until`` returns only messages received strictly before it.
+
+    ``light`` leaves the JSON list fields out (None): for ids, sizes and dates only."""
+    query = select(*(_LIGHT_COLUMNS if light else _COLUMNS)).where(
+        messages.c.inbox == inbox, _always(condition))
     if until is not None:
         query = query.where(messages.c.received < until)
     query = query.order_by(messages.c.received.desc(), messages.c.id.desc()).limit(limit)
