@@ -346,13 +346,26 @@ async def _step(name: str, action: Awaitable[Any]) -> None:
         log.exception("shutdown step %r failed", name)
 
 
+STOP_TASKS_TIMEOUT = 10.0
+
+
 async def _stop_tasks(services: Services) -> None:
     if services.http is not None:
         services.http.should_exit = True
     for task in services.tasks:
         if task.get_name() != "http":
             task.cancel()
-    await asyncio.gather(*services.tasks, return_exceptions=True)
+    if not services.tasks:
+        return
+    # A task that ignores its cancellation must not keep the process alive: name it.
+    done, stuck = await asyncio.wait(services.tasks, timeout=STOP_TASKS_TIMEOUT)
+    for task in done:  # retrieve what they ended with (no "never retrieved" noise)
+        if not task.cancelled():
+            task.exception()
+    for task in stuck:
+        frames = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack())
+        log.error("task %s did not stop within %s s (at %s)", task.get_name(),
+                  STOP_TASKS_TIMEOUT, frames)
 
 
 async def _stop_analyzer(services: Services) -> None:

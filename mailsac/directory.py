@@ -9,6 +9,7 @@ reloads the snapshot after each commit, and a periodic reload covers a lost list
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -94,10 +95,10 @@ class Directory:
                 await conn.add_listener(store.NOTIFY_CHANNEL, lambda *_: self._dirty.set())
                 await self.reload()  # changes made while we were not listening
                 while True:
-                    try:
-                        await asyncio.wait_for(self._dirty.wait(), self.reload_interval)
-                    except TimeoutError:
-                        pass
+                    # (not asyncio.wait_for: on 3.11 it can swallow the shutdown's cancel)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.reload_interval):
+                            await self._dirty.wait()
                     self._dirty.clear()
                     await self.reload()
             except asyncio.CancelledError:

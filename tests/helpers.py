@@ -82,9 +82,18 @@ def start_server(
 
 
 def stop_server(handle: ServerHandle, timeout: float = 30.0) -> int:
+    """SIGTERM, then wait. A server that does not stop in time is killed (so no test
+    leaks a process into the next) and the failure shows where its log ended."""
     if handle.proc.poll() is None:
         handle.proc.send_signal(signal.SIGTERM)
-    return handle.proc.wait(timeout)
+    try:
+        return handle.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        handle.proc.kill()
+        handle.proc.wait(10)
+        tail = handle.log()[-4000:]
+        raise AssertionError(f"server did not stop within {timeout} s; log ends:\n{tail}"
+                             ) from None
 
 
 def unique_inbox(domain: str = "example.test") -> str:

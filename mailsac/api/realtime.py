@@ -201,7 +201,8 @@ async def _wait(context: ApiContext, key: ApiKey, inbox: str, since: datetime,
                 return JSONResponse(message_json(found))
             while (remaining := deadline - time.monotonic()) > 0:
                 try:
-                    event = await asyncio.wait_for(subscription.get(), remaining)
+                    async with asyncio.timeout(remaining):  # (wait_for can eat a cancel)
+                        event = await subscription.get()
                 except TimeoutError:
                     break
                 if (isinstance(event, MessageStored) and event.record.inbox == inbox

@@ -21,6 +21,7 @@ stable across retries, for de-duplication) and ``X-Mailsac-Attempt``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -128,10 +129,11 @@ class WebhookDispatcher:
             if claimed:
                 continue
             idle = await self._idle_wait()
-            try:
-                await asyncio.wait_for(self._wake.wait(), idle)
-            except TimeoutError:
-                pass
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
+            # as the wake-up does, and this loop would outlive the shutdown.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(idle):
+                    await self._wake.wait()
 
     async def _idle_wait(self) -> float:
         if self.lanes.room <= 0:
@@ -210,6 +212,11 @@ class WebhookDispatcher:
         finally:  # the slot is released even when cancelled
             self.lanes.done(job, outcome.host_ok, self._clock())
             self._wake.set()  # the run loop may start or claim more
+        if outcome.error == DATABASE_UNAVAILABLE:
+            # Our fault, not the receiver's: no attempt is spent; the row's lease runs out
+            # and it is claimed again once the database answers.
+            self.outcomes["deferred"] += 1
+            return
         await self._record(delivery, job.host, attempt, outcome)
 
     async def _attempt(self, delivery: store.Delivery, attempt: int) -> _Outcome:

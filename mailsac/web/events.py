@@ -69,7 +69,8 @@ class EventStream(Response):
     async def _pump(self, subscription: Subscription, send: Send) -> None:
         while True:
             try:
-                event = await asyncio.wait_for(subscription.get(), self.heartbeat)
+                async with asyncio.timeout(self.heartbeat):  # (wait_for can eat a cancel)
+                    event = await subscription.get()
             except TimeoutError:
                 await send({"type": "http.response.body", "body": b": keep-alive\n\n",
                             "more_body": True})

@@ -273,6 +273,7 @@ def test_pending_webhook_survives_a_restart(data_dir: Path, database_url: str) -
             assert b"deliver me later" in body
         finally:
             assert stop_server(handle) == 0
+            assert "did not stop" not in handle.log(), handle.log()[-3000:]
     finally:
         receiver.close()
 
