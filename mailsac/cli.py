@@ -195,6 +195,35 @@ def cmd_deny(settings: Settings, args: argparse.Namespace) -> int:
     return _run_with_engine(settings, work)
 
 
+def cmd_spam_learn(settings: Settings, args: argparse.Namespace) -> int:
+    """``spam learn``: operator teaching from a mail store, stored like API feedback (a
+    running server picks it up at its next start; the admin API teaches it live)."""
+    from mailsac.spam.corpus import CorpusError, iter_messages
+    from mailsac.spam_feedback import SpamFeedback
+
+    label = None if args.label is None else args.label == "spam"
+
+    async def work(engine: AsyncEngine) -> None:
+        feedback = SpamFeedback(engine, max_rows=settings.spam_feedback_max_rows)
+        await feedback.count_rows()
+        counts = {True: 0, False: 0}
+        repeated = 0
+        try:
+            for raw, is_spam in iter_messages(args.corpus, label):
+                if await feedback.learn_raw(raw, is_spam):
+                    counts[is_spam] += 1
+                else:
+                    repeated += 1
+        except (CorpusError, OSError) as exc:
+            raise ValueError(str(exc)) from exc
+        finally:
+            print(f"learned {counts[True]} spam and {counts[False]} ham message(s) into the "
+                  f"operator layer ({repeated} already known); restart a running server "
+                  f"to load them")
+
+    return _run_with_engine(settings, work)
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     print(usage_table(settings))
     return 0
@@ -259,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("value")
     deny_sub.add_parser("list", help="show the deny-list")
 
-    register_spam(sub)  # python -m mailsac spam train|score|eval (handlers take args only)
+    # python -m mailsac spam train|score|eval (handlers take args only) | learn (settings)
+    register_spam(sub, learn_handler=cmd_spam_learn)
     register_bench(sub)  # python -m mailsac bench (handler takes args only)
 
     domains = command("domains", "give custom domains to accounts", cmd_domains)
@@ -274,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("spam", "bench"):  # tools: no settings, no database of their own
+    if args.command in ("spam", "bench") and not getattr(args, "with_settings", False):
+        # tools: no settings, no database of their own
         return int(args.handler(args))
     try:
         settings = load_settings(args=args)

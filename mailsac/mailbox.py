@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailsac.admin import is_operator
 from mailsac.errors import InvalidRequest, MessageNotFound
 from mailsac.events import MessageDeleted
 from mailsac.forwarding.hub import MessageHub
@@ -174,9 +175,15 @@ class Mailboxes:
         await self._learn(key, record, is_spam=is_spam)
         return await self._update(record, folder="spam" if is_spam else "inbox")
 
+    @property
+    def spam(self) -> SpamFeedback | None:
+        """The spam feedback service (operator teaching, spam reports)."""
+        return self._spam
+
     async def _learn(self, key: ApiKey, record: MessageRecord, *, is_spam: bool) -> None:
-        if self._spam is not None:
-            await self._spam.learn(key.account_id, record, await self.raw(record), is_spam)
+        if self._spam is not None:  # the operator's keys teach the trusted layer
+            account = None if is_operator(key) else key.account_id
+            await self._spam.learn(account, record, await self.raw(record), is_spam)
 
     async def set_read(
         self, key: ApiKey, inbox: str, message_id: str, read: bool

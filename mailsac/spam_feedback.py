@@ -8,11 +8,17 @@ the same budget: at most ``per_account`` rows per account and class (never more 
 model's ``account_docs``, 500), and ``max_rows`` rows in total. Beyond either, feedback is
 refused with a 403 that says so (the message is not moved), and an update the model did
 not apply is never stored.
+
+Operator teaching. Feedback with ``account_id=None`` (the operator account's admin keys,
+the ``spam learn`` CLI and ``POST /api/admin/spam/learn``) goes to the model's uncapped
+trusted layer: that is how an instance is taught its own mail. The same message taught
+twice with the same label by the operator is counted once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 from sqlalchemy import func, select
@@ -48,22 +54,51 @@ class SpamFeedback:
             log.info("replayed %d spam feedback update(s) into the model", len(rows))
         return len(rows)
 
+    async def count_rows(self) -> int:
+        """Refresh the stored-row count (for processes that do not :meth:`load`)."""
+        async with connect(self._engine) as conn:
+            self._rows = int((await conn.execute(
+                select(func.count()).select_from(spam_feedback))).scalar_one())
+        return self._rows
+
+    async def learn_raw(self, raw: bytes, is_spam: bool) -> bool:
+        """Operator teaching of a raw message that need not be stored here (bulk seeding);
+        False when the same message was already taught with this label."""
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        return await self._learn(None, digest, raw, is_spam)
+
     async def learn(self, account_id: str | None, record: MessageRecord, raw: bytes,
                     is_spam: bool) -> None:
+        """Learn a stored message: ``account_id=None`` is the operator (trusted layer)."""
+        await self._learn(account_id, record.id, raw, is_spam)
+
+    async def _learn(self, account_id: str | None, message_id: str, raw: bytes,
+                     is_spam: bool) -> bool:
         if self._rows >= self.max_rows:
             raise Forbidden(f"Spam feedback storage is full ({self.max_rows} updates); "
                             "ask the operator to raise MAILSAC_SPAM_FEEDBACK_MAX_ROWS")
         if account_id is not None:
             await self._check_account(account_id, is_spam)
+        elif await self._taught(message_id, is_spam):
+            return False
         update = await asyncio.to_thread(self.model.learn, raw, is_spam,
                                          account_id=account_id)
         if not (update.tokens or update.spam_docs or update.ham_docs or any(update.spent or ())):
-            return  # the model applied nothing: nothing to replay either
+            return False  # the model applied nothing: nothing to replay either
         async with connect(self._engine, write=True) as conn:
             await conn.execute(spam_feedback.insert().values(
-                account_id=account_id, message_id=record.id, is_spam=is_spam,
+                account_id=account_id, message_id=message_id, is_spam=is_spam,
                 update=update.to_json()))
         self._rows += 1
+        return True
+
+    async def _taught(self, message_id: str, is_spam: bool) -> bool:
+        async with connect(self._engine) as conn:
+            found = (await conn.execute(select(spam_feedback.c.id).where(
+                spam_feedback.c.account_id.is_(None),
+                spam_feedback.c.message_id == message_id,
+                spam_feedback.c.is_spam.is_(is_spam)).limit(1))).first()
+        return found is not None
 
     async def _check_account(self, account_id: str, is_spam: bool) -> None:
         limit = int(min(self.per_account, self.model.account_docs))

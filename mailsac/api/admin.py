@@ -6,6 +6,8 @@ account manages only its own account's users and keys (see :mod:`mailsac.admin`)
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from starlette.requests import Request
@@ -167,3 +169,36 @@ async def mailstats_blacklisted(request: Request) -> Response:
     await require_key(request)
     entry = ctx(request).gate.deny_match(request.path_params["value"])
     return JSONResponse({"blacklisted": entry is not None})
+
+
+MAX_SPAM_BATCH = 200  # messages per teaching request (the body is capped at 1 MiB anyway)
+
+
+async def learn_spam(request: Request) -> Response:
+    """Our extension: the operator teaches the spam model's trusted layer with raw mail.
+
+    Body: ``{"messages": [{"raw": "<base64 RFC 5322>", "label": "spam"|"ham"}, ...]}``.
+    """
+    actor = await require_admin(request)
+    require_operator(actor, "teach the spam model")
+    body = await json_body(request)
+    items = body.get("messages")
+    if not isinstance(items, list) or not items or len(items) > MAX_SPAM_BATCH:
+        raise BadRequest(f"messages must be a list of 1-{MAX_SPAM_BATCH} objects")
+    decoded: list[tuple[bytes, bool]] = []
+    for i, item in enumerate(items):
+        label = item.get("label") if isinstance(item, dict) else None
+        raw = item.get("raw") if isinstance(item, dict) else None
+        if label not in ("spam", "ham") or not isinstance(raw, str):
+            raise BadRequest(f"messages[{i}] needs raw (base64) and label (spam or ham)")
+        try:
+            decoded.append((base64.b64decode(raw, validate=True), label == "spam"))
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"messages[{i}].raw is not valid base64") from None
+    spam = ctx(request).mailboxes.spam
+    if spam is None:
+        raise NotFound("spam scoring is disabled on this server")
+    learned = 0
+    for raw, is_spam in decoded:
+        learned += bool(await spam.learn_raw(raw, is_spam))
+    return JSONResponse({"learned": learned, "alreadyKnown": len(decoded) - learned})

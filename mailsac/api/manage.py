@@ -9,8 +9,10 @@ from starlette.responses import JSONResponse, Response
 
 from mailsac.api.context import ctx, json_body, message_target, require_key
 from mailsac.api.errors import BadRequest
+from mailsac.errors import NotFound
 from mailsac.messagejson import message_json
 from mailsac.spam import check_spam
+from mailsac.spam.report import spam_report as build_spam_report
 
 
 async def toggle_star(request: Request) -> Response:
@@ -78,3 +80,16 @@ async def spam_check(request: Request) -> Response:
     result = await asyncio.to_thread(check_spam, body["to"], body["from"], body["subject"],
                                      body["text"])
     return JSONResponse(result)
+
+
+async def spam_report(request: Request) -> Response:
+    """Our extension: why a message got its spam score (same visibility as reading it)."""
+    key = await require_key(request)
+    mailboxes = ctx(request).mailboxes
+    record = await mailboxes.get_by_id(key, request.path_params["id"])
+    if mailboxes.spam is None:
+        raise NotFound("spam scoring is disabled on this server")
+    parsed = await mailboxes.parsed(record)
+    raw = await mailboxes.raw(record)
+    report = await asyncio.to_thread(build_spam_report, mailboxes.spam.model, raw, parsed)
+    return JSONResponse({"_id": record.id, "storedSpam": record.spam, **report})

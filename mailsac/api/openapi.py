@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from mailsac import __version__
 from mailsac.addresses import MAX_BULK
 from mailsac.api.account import MAX_VALIDATIONS
+from mailsac.api.admin import MAX_SPAM_BATCH
 from mailsac.api.messages import DEFAULT_LIMIT, MAX_LIMIT
 from mailsac.api.openapi_paths import (
     _STR,
@@ -278,6 +279,25 @@ _SCHEMAS: Obj = {
                          {"key": _STR, "count": {"type": "integer"}})}},
     "SpamCheck": _object({"spamminess": {"type": "number", "minimum": 0, "maximum": 1},
                           "spam": _BOOL}),
+    "SpamReport": _object({
+        "_id": _STR, "storedSpam": {"type": ["number", "null"]},
+        "spam": {"type": "number", "minimum": 0, "maximum": 1,
+                 "description": "The score with what the model knows now."},
+        "isSpam": _BOOL, "tokens": {"type": "integer"}, "discriminators": {"type": "integer"},
+        "evidenceSlots": {"type": "number"},
+        "forSpam": _array(_object({"token": _STR, "logit": {"type": "number"}})),
+        "againstSpam": _array(_object({"token": _STR, "logit": {"type": "number"}})),
+        "layers": _object({
+            "shipped": _object({"spam": {"type": "number"}, "logit": {"type": "number"}}),
+            "operator": _object({"logitShift": {"type": "number"},
+                                 "tokensKnown": {"type": "integer"}}),
+            "community": _object({"logitShift": {"type": "number"},
+                                  "tokensKnown": {"type": "integer"},
+                                  "maxShift": {"type": "number"}}),
+        }),
+    }),
+    "SpamLearnResult": _object({"learned": {"type": "integer"},
+                                "alreadyKnown": {"type": "integer"}}),
     "Account": _object({"_id": _STR, "email": _NULL_STR, "messageLimit": _INT,
                         "privateAddressCredits": _INT, "created": _DATE}),
     "User": _object({"id": {"type": "integer"}, "account": _STR, "username": _STR,
@@ -305,6 +325,11 @@ _SCHEMAS: Obj = {
     "SpamCheckRequest": _body_object(
         {"to": _STR, "from": _STR, "subject": _STR, "text": _STR},
         required=("to", "from", "subject", "text")),
+    "SpamLearnRequest": _body_object({"messages": _array(_object({
+        "raw": {"type": "string", "contentEncoding": "base64",
+                "description": "The raw RFC 5322 message, base64."},
+        "label": {"enum": ["spam", "ham"]}}), minItems=1, maxItems=MAX_SPAM_BATCH)},
+        required=("messages",)),
     "ValidationRequest": _body_object(
         {"emails": _array(_STR, maxItems=MAX_VALIDATIONS)}, required=("emails",)),
     "NewAccount": _body_object({

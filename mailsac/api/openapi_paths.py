@@ -343,6 +343,13 @@ def _account_paths() -> Obj:
             "markHam", "Spam", "Teach the spam model: this message is not spam",
             _json("The message, back in the inbox folder.", _schema("Message")),
             params=("id",), errors={401: "", 403: _FEEDBACK_403, 404: "", 503: ""})},
+        "/api/messages/{id}/spam-report": {"get": _op(
+            "spamReport", "Spam", "Why a message has its spam score",
+            _json("Score, strongest tokens for and against, and the model layers' shares.",
+                  _schema("SpamReport")),
+            params=("id",), errors={401: "", 404: "", 503: ""},
+            description="Our extension. The same messages as reading them; the score is "
+            "recomputed with everything the model has learned since delivery.")},
         "/api/me": {"get": _op(
             "getMe", "Account", "The key's account", _json("The account.", _schema("Me")),
             errors={401: "", 404: "The key's account no longer exists.", 503: ""})},
@@ -412,6 +419,12 @@ def _admin_paths() -> Obj:
             status="204", params=("value",),
             errors={400: "Not an IP, CIDR network or domain.", 404: "Not on the deny-list.",
                     **_OPERATOR_ONLY})},
+        "/api/admin/spam/learn": {"post": admin_op(
+            "learnSpam", "Teach the spam model's operator layer with raw messages",
+            _json("How many were learned; repeats are not counted twice.",
+                  _schema("SpamLearnResult")), body="SpamLearnRequest",
+            errors={400: "Not 1-200 messages with base64 raw and a spam/ham label.",
+                    404: "Spam scoring is disabled.", 413: "", **_OPERATOR_ONLY})},
         "/api/admin/top-offenders": {"get": admin_op(
             "topOffenders", "Heaviest senders per rate limit (from the in-memory counter)",
             _json("Per limit name.", _schema("TopOffenders")), params=("limit",),

@@ -8,7 +8,8 @@ the decision point); ``check_spam`` mirrors Mailsac's classifier server; the sha
 
 Module map: ``features``/``headers``/``domains`` (message -> tokens), ``scoring``
 (the arithmetic), ``bayes`` (counts, learning, poisoning guard), ``modelfile`` (model
-file), ``corpus``/``train``/``evaluate`` (offline), ``api`` (service entry points).
+file), ``corpus``/``train``/``evaluate``/``online`` (offline; ``online``: cross-corpus and
+stream evaluation), ``api`` (service entry points), ``report`` (why a message scored so).
 """
 
 from __future__ import annotations

@@ -223,6 +223,39 @@ class SpamModel:
             trusted += min(limit, max(-limit, everything - trusted))
         return sigmoid(trusted)
 
+    def logit_parts(self, hashes: HashArray) -> tuple[float, float, float]:
+        """``(shipped, with operator, final)`` logits: the base counts alone, plus the
+        trusted layer, plus the (capped) community shift - what :meth:`score_hashes` adds."""
+        shipped = self._logit(hashes, ())
+        trusted = self._logit(hashes, (self._trusted,))
+        final = trusted
+        if self._accounts:
+            everything = self._logit(hashes, (self._trusted, self._community))
+            limit = self.max_shift()
+            final += min(limit, max(-limit, everything - trusted))
+        return shipped, trusted, final
+
+    def layer_token_counts(self, hashes: HashArray) -> dict[str, int]:
+        """How many of ``hashes`` each learned layer has counts for."""
+        with self._lock:
+            return {name: sum(1 for h in hashes.tolist() if h in layer.tokens)
+                    for name, layer in (("operator", self._trusted),
+                                        ("community", self._community))}
+
+    def combined_logits(self, hashes: HashArray) -> npt.NDArray[np.float64]:
+        """Per-token logits over all layers (the community uncapped: for explanations)."""
+        spam, ham = self.base.lookup(hashes)
+        spam_docs, ham_docs = self.base.spam_docs, self.base.ham_docs
+        for layer in (self._trusted, self._community):
+            spam_docs += layer.docs[0]
+            ham_docs += layer.docs[1]
+            for i, h in enumerate(hashes.tolist()):
+                delta = layer.tokens.get(h)
+                if delta is not None:
+                    spam[i] += delta[0]
+                    ham[i] += delta[1]
+        return token_logits(spam, ham, spam_docs, ham_docs, self.params)
+
     def score_tokens(self, tokens: Iterable[str]) -> float:
         return self.score_hashes(hash_tokens(tokens))
 

@@ -10,12 +10,13 @@ holding the innermost ``labels.tsv`` in it, whichever resolves).
 
 from __future__ import annotations
 
+import mailbox
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CorpusError", "Sample", "load_corpus"]
+__all__ = ["CorpusError", "Sample", "iter_messages", "load_corpus"]
 
 MAX_MESSAGE = 4 * 1024 * 1024
 
@@ -108,3 +109,44 @@ def load_corpus(location: str | Path) -> list[Sample]:
     if not samples:
         raise CorpusError(f"{path}: empty corpus")
     return samples
+
+
+def iter_messages(location: str | Path, label: bool | None) -> Iterator[tuple[bytes, bool]]:
+    """``(raw, is_spam)`` of every message of a mail store, for bulk teaching.
+
+    ``location`` is a Maildir (``cur``/``new``), an mbox file, a labelled corpus
+    (``labels.tsv``; ``label`` None keeps its labels) or a directory of raw message
+    files (every regular file below it, in path order). Messages are capped at
+    ``MAX_MESSAGE`` bytes.
+    """
+    path = Path(location)
+    if path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir():
+        box = mailbox.Maildir(path, factory=None, create=False)
+        for key in sorted(box.keys()):
+            yield box.get_bytes(key)[:MAX_MESSAGE], _need(label)
+        return
+    if path.is_file() and not tarfile.is_tarfile(path):
+        mbox = mailbox.mbox(path, factory=None, create=False)
+        try:
+            for key in mbox.iterkeys():
+                yield mbox.get_bytes(key)[:MAX_MESSAGE], _need(label)
+        finally:
+            mbox.close()
+        return
+    labelled = (path / "labels.tsv").is_file() or any(path.glob("*/labels.tsv")) \
+        or path.is_file() or any(path.glob("*.tar.gz"))
+    if labelled:
+        for sample in load_corpus(path):
+            yield sample.raw, sample.is_spam if label is None else label
+        return
+    if not path.is_dir():
+        raise CorpusError(f"{path}: no such mail store")
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        with file.open("rb") as handle:
+            yield handle.read(MAX_MESSAGE), _need(label)
+
+
+def _need(label: bool | None) -> bool:
+    if label is None:
+        raise CorpusError("unlabelled mail store: pass --label spam or --label ham")
+    return label

@@ -13,7 +13,7 @@ import re
 from mailsac.mime import ParsedMessage
 from mailsac.spam.domains import is_ip, registrable_domain
 
-__all__ = ["header_tokens"]
+__all__ = ["header_tokens", "is_leaky_header", "strip_leaky_headers"]
 
 _RCVD_FROM = re.compile(
     r"^\s*from\s+(\S+)\s*(?:\(([^)]{0,300})\))?", re.IGNORECASE
@@ -30,6 +30,42 @@ _PRIVATE_IP = re.compile(r"^(?:10\.|127\.|192\.168\.|172\.(?:1[6-9]|2\d|3[01])\.
 
 MAX_ADDRESS_VALUE = 4096  # characters of a Reply-To / Return-Path value parsed (first address)
 MAX_MAILER_VALUE = 256  # characters of X-Mailer / User-Agent looked at (first three words)
+
+
+# Verdict and client-state headers: written by an earlier filter, a mail client or this
+# service, they describe where a corpus was kept, not the mail (CSDMC2010 carries a
+# SpamAssassin verdict in "XChecker-Version"/"XStatus", Thunderbird state in X-Mozilla-*).
+_LEAKY_PREFIXES = (
+    "x-spam", "x-mozilla-", "x-mailsac", "x-virus", "x-amavis", "x-barracuda", "x-ironport",
+    "x-proofpoint", "x-mimecast", "x-forefront-", "x-microsoft-antispam", "x-ms-exchange-",
+    "x-dspam", "x-crm114", "x-bogosity", "x-razor", "x-pyzor", "x-evolution", "x-gmail-",
+    "x-apple-", "x-asf-", "x-policyd", "x-getmail", "x-fetchmail", "x-sieve",
+)
+_LEAKY_NAMES = frozenset({
+    "xchecker-version", "xstatus", "x-status", "status", "x-uidl", "x-uid", "x-account-key",
+    "x-keywords", "x-label", "x-labels", "x-folder", "delivered-to", "delivery-date",
+    "x-original-to", "x-envelope-to", "envelope-to", "content-length", "lines",
+    "x-rcpt-to", "x-imap", "x-imapbase", "x-flags", "authentication-results",
+    "received-spf", "arc-authentication-results", "x-greylist", "x-scanned-by",
+})
+# any header naming a spam or virus filter counts as one of its verdicts
+_FILTER_WORDS = ("spam", "virus", "checker", "filter", "scanned", "scanner", "junk", "phish")
+OUR_RECEIVED_MARK = "(mailsac) with"  # see mailsac.delivery.received_header
+
+
+def is_leaky_header(name: str, value: str = "") -> bool:
+    """True for verdict / client-state headers and the trace this service adds."""
+    lower = name.strip().lower()
+    if lower == "received":
+        return OUR_RECEIVED_MARK in value[:2048]
+    if lower in _LEAKY_NAMES or lower.startswith(_LEAKY_PREFIXES):
+        return True
+    return any(word in lower for word in _FILTER_WORDS)
+
+
+def strip_leaky_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` without :func:`is_leaky_header` ones (order kept)."""
+    return [(n, v) for n, v in headers if not is_leaky_header(n, v)]
 
 
 def _domain_of(value: str) -> str:
@@ -110,7 +146,7 @@ def _date_tokens(values: list[str], received_at: float | None, out: set[str]) ->
 def header_tokens(msg: ParsedMessage, from_domain: str, out: set[str]) -> None:
     """Add the header-derived tokens of ``msg`` to ``out``."""
     by_name: dict[str, list[str]] = {}
-    for name, value in msg.headers:
+    for name, value in strip_leaky_headers(msg.headers):
         by_name.setdefault(name.lower(), []).append(value)
     get = by_name.get
     received_at = _received_tokens(get("received", []), out)

@@ -31,7 +31,8 @@ from mailsac.smtp.server import _SIMPLE_PATH
 from mailsac.spam import check_spam
 from mailsac.spam import features as F
 from mailsac.spam.features import extract_tokens, has_trailing_id, words_of
-from mailsac.spam.headers import _domain_of
+from mailsac.spam.headers import _domain_of, strip_leaky_headers
+from mailsac.spam.online import _sent_at
 from mailsac.throttle.keys import domain_of, normalize_domain, org_domain
 from tests.timing import assert_linear
 
@@ -252,8 +253,13 @@ def test_parse_and_tokenise_never_raise(headers: list[tuple[str, str]], body: by
     (lambda s: extract_links(s, s), lambda n: "http://" * n),
     (lambda s: extract_links(None, s), lambda n: 'href="' * n),
     (lambda s: extract_links(s, None), lambda n: "http://a/" + ".)" * n),
+    (strip_leaky_headers, lambda n: [("X-Spam-" + "a" * n, "b" * n), ("Received", "(" * n)]),
+    (strip_leaky_headers, lambda n: [("x-fooSPAM", "v")] * n),
+    (_sent_at, lambda n: b"Date:" + b" " * n + b"\n" * n),
+    (_sent_at, lambda n: b"date: a\n" * n),
 ], ids=["ew-open", "ew-marks", "ew-charsets", "fold", "unfold", "headers-plain",
-        "links-http", "links-href", "links-trailing"])
+        "links-http", "links-href", "links-trailing", "leaky-long", "leaky-many",
+        "sent-at-space", "sent-at-many"])
 def test_header_and_link_helpers_are_linear(fn: Callable[[object], object],
                                             make: Callable[[int], object]) -> None:
     assert_linear(fn, make, 8_000)
