@@ -125,6 +125,19 @@ class AccountMail:
             account = await account_store.get_account(conn, key.account_id)
         if account is None:
             raise NotFound("account not found")
+        return self._me_json(key, account)
+
+    async def set_capture_private(self, key: ApiKey, capture_private: bool) -> dict[str, Any]:
+        """Email Capture's private mode (any key of the account may change it); the new
+        ``GET /api/me`` object. Mail captured later is starred; earlier mail is unchanged."""
+        async with connect(self._engine, write=True) as conn:
+            account = await account_store.set_capture_private(
+                conn, key.account_id, capture_private)
+        if account is None:
+            raise NotFound("account not found")
+        return self._me_json(key, account)
+
+    def _me_json(self, key: ApiKey, account: account_store.Account) -> dict[str, Any]:
         domains = self._directory.owned_domains(key.account_id)
         return {
             "_id": account.id,
@@ -132,7 +145,7 @@ class AccountMail:
             "messageLimit": account.message_limit,
             "privateAddressCredits": account.private_address_credits,
             "privateDomain": bool(domains),
-            "capturePrivate": False,
+            "capturePrivate": account.capture_private,
             "recents": [],
             "labels": [],
             "apiAccess": True,

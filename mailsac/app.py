@@ -34,6 +34,7 @@ from mailsac.analysis import Analyzer
 from mailsac.api.app import create_app
 from mailsac.api.context import ApiContext
 from mailsac.api.limits import HttpLimits, StreamCaps
+from mailsac.capture import Capture
 from mailsac.config import Settings
 from mailsac.delivery import Delivery
 from mailsac.directory import Directory
@@ -49,9 +50,11 @@ from mailsac.httpserver import (
     raise_nofile_limit,
 )
 from mailsac.listeners.admission import Admission
+from mailsac.listeners.tls import CertificateStore
 from mailsac.loopmon import LoopMonitor
 from mailsac.mailbox import Mailboxes
 from mailsac.pop3 import Pop3Listener, build_pop3
+from mailsac.smtp.auth import build_auth as build_smtp_auth
 from mailsac.smtp.budget import DataBudget
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.server import SmtpListener
@@ -103,6 +106,9 @@ class Services:
     smtp_port: int = 0
     http_port: int = 0
     pop3_port: int = 0
+    smtps_port: int = -1  # -1: off
+    capture_port: int = -1  # -1: off
+    tls: CertificateStore | None = None
     pop3: Pop3Listener | None = None
     http: _EmbeddedUvicorn | None = None
     http_guard: ConnectionGuard | None = None
@@ -190,8 +196,12 @@ def build_services(settings: Settings, database_url: str) -> Services:
                       settings.throttle_max_entries)
     directory.also_reload.append(gate.reload)
     loop_monitor = LoopMonitor()
-    handler = MailsacHandler(delivery, settings.domains, gate,
-                             lambda inbox: directory.owner_of_inbox(inbox) is not None)
+    auth = KeyAuthenticator(engine)
+    # SMTP AUTH (account name + API key) turns a session into Email Capture.
+    handler = MailsacHandler(
+        delivery, settings.domains, gate, directory.owner_of_inbox,
+        auth=build_smtp_auth(settings, auth, directory.owner_of_inbox, gate),
+        capture=Capture(engine, max_starred=settings.max_starred_per_account))
     admission = Admission(
         max_total=settings.max_connections, max_per_ip=settings.max_connections_per_ip,
         max_per_network=settings.max_connections_per_network,
@@ -199,6 +209,9 @@ def build_services(settings: Settings, database_url: str) -> Services:
         wait_timeout=settings.admission_timeout,
         overloaded=lambda: loop_monitor.lag > 1.0 or writer.queue_depth > 5000)
     loop_monitor.on_tick.append(admission.poke)
+    # One certificate for SMTP (STARTTLS), SMTPS and POP3 (STLS): configured, or generated.
+    tls = CertificateStore.from_settings(settings)
+    tls.load()
     smtp = SmtpListener(handler, hostname=hostname, max_message_size=settings.max_message_size,
                         timeout=settings.smtp_timeout, admission=admission, gate=gate,
                         pressure_timeout=settings.pressure_timeout,
@@ -206,13 +219,15 @@ def build_services(settings: Settings, database_url: str) -> Services:
                         max_commands=settings.max_commands,
                         budget=DataBudget(settings.data_memory_budget),
                         max_session_seconds=settings.smtp_max_session_seconds,
-                        pressure_session_seconds=settings.smtp_pressure_session_seconds)
+                        pressure_session_seconds=settings.smtp_pressure_session_seconds,
+                        tls=tls, require_tls=settings.smtp_require_tls,
+                        tls_handshake_timeout=settings.tls_handshake_timeout,
+                        auth_require_tls=False)  # the handler decides (mailsac.smtp.auth)
     loop_monitor.on_tick.append(smtp.check_pressure)
     mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub, spam,
                           render_cache_bytes=settings.render_cache_bytes)
     addresses = Addresses(engine, directory, mailboxes.drop_blobs,
                           max_aliases=settings.max_aliases_per_account)
-    auth = KeyAuthenticator(engine)
     retention = RetentionSweeper(engine, mailboxes.drop_blobs, RetentionPolicy(
         public_inbox_limit=settings.public_inbox_limit,
         public_max_age=timedelta(hours=settings.public_max_age_hours),
@@ -242,7 +257,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
         mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
-        spam=spam, gate=gate, loop_monitor=loop_monitor, analyzer=analyzer,
+        spam=spam, gate=gate, loop_monitor=loop_monitor, analyzer=analyzer, tls=tls,
     )
 
     def pop3_denied(ip: str) -> str | None:  # the gate's deny-list, current after reloads
@@ -250,7 +265,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
         return None if entry is None else (entry.reason or "deny-listed")
 
     services.pop3 = build_pop3(settings, auth=auth, mailboxes=mailboxes,
-                               loop_monitor=loop_monitor, denied=pop3_denied)
+                               loop_monitor=loop_monitor, denied=pop3_denied, tls=tls)
     return services
 
 
@@ -288,6 +303,12 @@ async def start(services: Services) -> None:
     await services.analyzer.start()
     services.writer.start()
     services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
+    if settings.smtps_port >= 0:
+        services.smtps_port = await services.smtp.start(settings.bind, settings.smtps_port,
+                                                        implicit_tls=True)
+    if settings.capture_port >= 0:  # Email Capture: the same SMTP, AUTH before MAIL
+        services.capture_port = await services.smtp.start(settings.bind, settings.capture_port,
+                                                          require_auth=True)
     if services.pop3 is not None:
         services.pop3_port = await services.pop3.start(settings.bind, settings.pop3_port)
     context = ApiContext(
@@ -332,10 +353,15 @@ async def start(services: Services) -> None:
         services.retention.run_forever(settings.retention_interval), name="retention"))
     services.tasks.append(asyncio.create_task(services.webhooks.run(), name="webhooks"))
     services.tasks.append(asyncio.create_task(services.loop_monitor.run(), name="loop-monitor"))
+    if services.tls is not None and settings.tls_reload_interval > 0:
+        services.tasks.append(asyncio.create_task(
+            services.tls.watch(settings.tls_reload_interval), name="tls-watch"))
     services.tasks.append(asyncio.create_task(LivenessProbe(
         services.engine, timeout=settings.db_commit_timeout).run(), name="db-probe"))
-    log.info("mailsac %s ready: SMTP %s:%d, HTTP http://%s:%d", __version__, settings.bind,
-             services.smtp_port, settings.bind, services.http_port)
+    log.info("mailsac %s ready: SMTP %s:%d%s, HTTP http://%s:%d", __version__, settings.bind,
+             services.smtp_port,
+             f" (SMTPS {services.smtps_port})" if services.smtps_port >= 0 else "",
+             settings.bind, services.http_port)
 
 
 async def _step(name: str, action: Awaitable[Any]) -> None:
@@ -393,6 +419,15 @@ async def serve(settings: Settings, database_url: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     services = build_services(settings, database_url)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload_certificate() -> None:  # SIGHUP
+        if services.tls is not None:
+            task = asyncio.create_task(services.tls.reload("SIGHUP"), name="tls-reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_certificate)
     try:
         await start(services)
         if settings.ready_file:
@@ -400,7 +435,9 @@ async def serve(settings: Settings, database_url: str) -> None:
             partial = f"{settings.ready_file}.partial"
             with open(partial, "w") as f:
                 json.dump({"smtp_port": services.smtp_port, "http_port": services.http_port,
-                           "pop3_port": services.pop3_port}, f)
+                           "pop3_port": services.pop3_port,
+                           "smtps_port": services.smtps_port,
+                           "capture_port": services.capture_port}, f)
             os.replace(partial, settings.ready_file)
         await stopping.wait()
         log.info("shutdown requested")

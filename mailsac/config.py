@@ -36,6 +36,9 @@ class Settings:
         "127.0.0.1", "MAILSAC_BIND",
         "address the SMTP and HTTP listeners bind to (0.0.0.0 or :: to serve others)")
     smtp_port: int = _setting(2525, "MAILSAC_SMTP_PORT", "SMTP listener port (0 = any free)")
+    smtps_port: int = _setting(
+        -1, "MAILSAC_SMTPS_PORT",
+        "implicit-TLS SMTP (SMTPS, 465-style) listener port (-1 = off, 0 = any free)")
     http_port: int = _setting(8080, "MAILSAC_HTTP_PORT", "HTTP API listener port (0 = any free)")
     hostname: str = _setting(
         "", "MAILSAC_HOSTNAME", "name used in the SMTP banner and Received headers "
@@ -150,6 +153,27 @@ class Settings:
         "seconds SMTP keeps accepting (journaling) during a database outage; then 421")
     journal_max_bytes: int = _setting(
         512 * 1024 * 1024, "MAILSAC_JOURNAL_MAX_BYTES", "size cap of the outage journal")
+    # -- SMTP AUTH and Email Capture (mailsac.smtp.auth, mailsac.credentials, capture) ----
+    capture_port: int = _setting(
+        -1, "MAILSAC_CAPTURE_PORT",
+        "Email Capture SMTP port, where MAIL needs AUTH first (Mailsac uses 5587; -1 = off, "
+        "0 = any free)")
+    smtp_auth_plaintext: str = _setting(
+        "never", "MAILSAC_SMTP_AUTH_PLAINTEXT",
+        "where SMTP AUTH is offered without TLS: 'never' (only after STARTTLS or on SMTPS), "
+        "'loopback' (also to clients on 127.0.0.0/8 and ::1) or 'always'")
+    smtp_auth_accept_any: bool = _setting(
+        False, "MAILSAC_SMTP_AUTH_ACCEPT_ANY",
+        "answer SMTP AUTH with invalid credentials 235 too, as an anonymous session (for "
+        "clients that insist on AUTH; not on the capture port)")
+    smtp_auth_delay: float = _setting(
+        1.0, "MAILSAC_SMTP_AUTH_DELAY", "seconds before a failed SMTP AUTH is answered")
+    smtp_auth_failures: int = _setting(
+        10, "MAILSAC_SMTP_AUTH_FAILURES",
+        "failed SMTP AUTH attempts per client IP (IPv6: /64) per window before AUTH is "
+        "refused with 454 (a /24 or /56 network: 5 times as many)")
+    smtp_auth_window: float = _setting(
+        600.0, "MAILSAC_SMTP_AUTH_WINDOW", "window of MAILSAC_SMTP_AUTH_FAILURES in seconds")
     # -- POP3 (mailsac.pop3) and TLS ---------------------------------------------------
     pop3_port: int = _setting(1100, "MAILSAC_POP3_PORT", "POP3 listener port (0 = any free)")
     pop3_timeout: float = _setting(
@@ -163,11 +187,23 @@ class Settings:
     pop3_auth_window: float = _setting(
         600.0, "MAILSAC_POP3_AUTH_WINDOW", "window of MAILSAC_POP3_AUTH_FAILURES in seconds")
     tls_cert: str = _setting(
-        "", "MAILSAC_TLS_CERT", "PEM certificate chain for STLS (empty = no TLS)")
-    tls_key: str = _setting("", "MAILSAC_TLS_KEY", "PEM private key for STLS (empty = no TLS)")
+        "", "MAILSAC_TLS_CERT", "PEM certificate chain for STARTTLS, SMTPS and STLS (empty = "
+        "a self-signed certificate generated in DATA_DIR/tls)")
+    tls_key: str = _setting(
+        "", "MAILSAC_TLS_KEY", "PEM private key of MAILSAC_TLS_CERT (empty = generated)")
+    tls_reload_interval: float = _setting(
+        5.0, "MAILSAC_TLS_RELOAD_INTERVAL",
+        "seconds between checks whether the certificate files changed (then they are "
+        "reloaded; 0 = only on SIGHUP)")
+    tls_handshake_timeout: float = _setting(
+        30.0, "MAILSAC_TLS_HANDSHAKE_TIMEOUT",
+        "seconds an SMTP client gets to complete a TLS handshake (STARTTLS or SMTPS)")
+    smtp_require_tls: bool = _setting(
+        False, "MAILSAC_SMTP_REQUIRE_TLS",
+        "refuse MAIL (and all but EHLO, STARTTLS, NOOP, QUIT) before STARTTLS with 530 5.7.0")
     pop3_plaintext_loopback: bool = _setting(
-        False, "MAILSAC_POP3_PLAINTEXT_LOOPBACK",
-        "with TLS configured, still allow POP3 logins without STLS from loopback clients")
+        True, "MAILSAC_POP3_PLAINTEXT_LOOPBACK",
+        "allow POP3 logins without STLS from loopback clients (others must use STLS)")
     pop3_login_timeout: float = _setting(
         30.0, "MAILSAC_POP3_LOGIN_TIMEOUT",
         "seconds a POP3 client has from connecting until it is logged in")
@@ -246,8 +282,9 @@ class Settings:
     log_level: str = _setting("INFO", "MAILSAC_LOG_LEVEL", "logging level")
     ready_file: str = _setting(
         "", "MAILSAC_READY_FILE",
-        "once listening, write {\"smtp_port\", \"http_port\", \"pop3_port\"} as JSON to this "
-        "file (for scripts)")
+        "once listening, write {\"smtp_port\", \"http_port\", \"pop3_port\", \"smtps_port\", "
+        "\"capture_port\"} as JSON to this file (for scripts; smtps_port and capture_port "
+        "are -1 when off)")
 
     @property
     def blob_dir(self) -> Path:
@@ -327,6 +364,22 @@ def validate(settings: Settings) -> None:
         port = getattr(settings, port_name)
         if not 0 <= port <= 65535:
             raise SettingsError(f"{port_name} must be between 0 and 65535, not {port}")
+    if not -1 <= settings.smtps_port <= 65535:
+        raise SettingsError(f"smtps_port must be -1 (off) or between 0 and 65535, "
+                            f"not {settings.smtps_port}")
+    if settings.tls_reload_interval < 0 or settings.tls_handshake_timeout <= 0:
+        raise SettingsError("MAILSAC_TLS_RELOAD_INTERVAL must not be negative and "
+                            "MAILSAC_TLS_HANDSHAKE_TIMEOUT must be positive")
+    if not -1 <= settings.capture_port <= 65535:
+        raise SettingsError(f"capture_port must be -1 (off) or between 0 and 65535, "
+                            f"not {settings.capture_port}")
+    if settings.smtp_auth_plaintext not in ("never", "loopback", "always"):
+        raise SettingsError("MAILSAC_SMTP_AUTH_PLAINTEXT must be 'never', 'loopback' or "
+                            "'always'")
+    if (settings.smtp_auth_failures < 1 or settings.smtp_auth_window <= 0
+            or settings.smtp_auth_delay < 0):
+        raise SettingsError("MAILSAC_SMTP_AUTH_FAILURES and MAILSAC_SMTP_AUTH_WINDOW must be "
+                            "positive and MAILSAC_SMTP_AUTH_DELAY not negative")
     if settings.max_message_size < 1024:
         raise SettingsError("max_message_size must be at least 1024 bytes")
     if min(settings.webhook_concurrency, settings.webhook_per_account, settings.webhook_per_host,

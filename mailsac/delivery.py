@@ -64,15 +64,19 @@ class InboundMessage:
     client_ip: str
     client_helo: str
     via: str  # the address of ours the client connected to
-    tls: bool = False
+    tls: bool = False  # the transaction ran under TLS (STARTTLS or SMTPS): rtls
     spooled: Spooled | None = None  # large mail: the bytes are in this draft, content is b""
+    authenticated: bool = False  # the session authenticated with SMTP AUTH
+    account: str | None = None  # the account it authenticated as (Email Capture)
+    star_for: str | None = None  # capturePrivate: star the copies for this account
 
 
 def received_header(
     msg: InboundMessage, hostname: str, trace_id: str, when: datetime
 ) -> bytes:
-    """Our RFC 5321 §4.4 trace header, folded, CRLF-terminated."""
-    protocol = "ESMTPS" if msg.tls else "ESMTP"
+    """Our RFC 5321 §4.4 trace header, folded, CRLF-terminated (protocol names from
+    RFC 3848: ESMTP, ESMTPS under TLS, ESMTPA/ESMTPSA when authenticated)."""
+    protocol = "ESMTP" + ("S" if msg.tls else "") + ("A" if msg.authenticated else "")
     helo = "".join(ch for ch in msg.client_helo if 32 < ord(ch) < 127)[:200] or "unknown"
     lines = [
         f"Received: from {helo} ([{msg.client_ip}])",
@@ -103,6 +107,16 @@ def merge_routes(routes: list[Route]) -> list[Route]:
             notify = tuple(dict.fromkeys((*first.notify, *route.notify)))
             merged[route.inbox] = replace(first, notify=notify)
     return list(merged.values())
+
+
+def starred_by(msg: InboundMessage, route: Route) -> str | None:
+    """The account a capturePrivate copy is starred for: in a public inbox or one of the
+    account's own, never in another account's inbox (that would show the other tenant's
+    private mail to the capturing account and keep it from the owner's purge)."""
+    star_for = msg.star_for
+    if star_for is None or route.account_id not in (None, star_for):
+        return None
+    return star_for
 
 
 def build_records(
@@ -144,7 +158,7 @@ def build_records(
                 labels=[],
                 read=False,
                 rtls=msg.tls,
-                saved_by=None,
+                saved_by=starred_by(msg, route),
                 spam=spam,
                 account_id=route.account_id,
             )

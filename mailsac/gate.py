@@ -9,7 +9,8 @@ PostgreSQL ``NOTIFY`` reload). Limits are keyed so that floods cannot hide:
 * per *organisational* sender domain (Public Suffix List), so a unique sub-domain per
   message still counts against ``example.com``; likewise the Reply-To domain;
 * per recipient inbox, with private (reserved / owned-domain) inboxes counted apart from
-  public ones, so a public flood cannot starve an account's own mail.
+  public ones, so a public flood cannot starve an account's own mail;
+* per account for authenticated (SMTP AUTH) sessions, instead of the per-client limits.
 
 Every event of one message is recorded atomically (``hit_all``) and only when allowed.
 """
@@ -135,6 +136,7 @@ def reply_to_address(content: bytes) -> str | None:
 class Recipient:
     inbox: str
     private: bool
+    owner: str | None = None  # the account holding the inbox, when private
 
 
 class SenderGate:
@@ -218,13 +220,22 @@ class SenderGate:
             raise DenyListed(f"Mail from {domain} is refused: {entry.reason or 'deny-listed'}")
 
     def on_data(self, ip: str, sender: str, content: bytes,
-                recipients: Iterable[Recipient]) -> None:
-        events: list[tuple[str, str | None]] = [
-            ("ip", ip_key(ip)), ("network", network_key(ip)),
-            ("sender_org", org_domain(domain_of(sender)) if sender else None),
-            ("reply_to_org", org_domain(domain_of(reply_to_address(content)))),
-        ]
-        events += [(recipient_limit(r.private), inbox_key(r.inbox)) for r in recipients]
+                recipients: Iterable[Recipient], account: str | None = None) -> None:
+        """Count one message. An ``account`` (an SMTP AUTH session, Email Capture) is
+        counted as itself instead of as an anonymous client: its ``account`` limit, plus
+        ``rcpt_private`` for other accounts' inboxes (no tenant floods another's)."""
+        events: list[tuple[str, str | None]]
+        if account is not None:
+            events = [("account", account)]
+            events += [("rcpt_private", inbox_key(r.inbox)) for r in recipients
+                       if r.private and r.owner != account]
+        else:
+            events = [
+                ("ip", ip_key(ip)), ("network", network_key(ip)),
+                ("sender_org", org_domain(domain_of(sender)) if sender else None),
+                ("reply_to_org", org_domain(domain_of(reply_to_address(content)))),
+            ]
+            events += [(recipient_limit(r.private), inbox_key(r.inbox)) for r in recipients]
         decision = self.limiter.hit_all((n, k) for n, k in events if n in self._enabled)
         if not decision.allowed:
             raise Throttled(decision.reason, decision.retry_after)

@@ -31,6 +31,8 @@ class ServerHandle:
     key: str
     data_dir: Path
     log_path: Path
+    smtps_port: int = -1  # MAILSAC_SMTPS_PORT; -1 when off
+    capture_port: int = -1  # MAILSAC_CAPTURE_PORT; -1 when off
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -77,7 +79,8 @@ def start_server(
     return ServerHandle(
         proc=proc, smtp_port=ports["smtp_port"],
         http_url=f"http://127.0.0.1:{ports['http_port']}", key=ADMIN_KEY,
-        data_dir=data_dir, log_path=log_path,
+        data_dir=data_dir, log_path=log_path, smtps_port=int(ports.get("smtps_port", -1)),
+        capture_port=int(ports.get("capture_port", -1)),
     )
 
 

@@ -74,6 +74,16 @@ async def me(request: Request) -> Response:
     return JSONResponse(await ctx(request).account_mail.me(key))
 
 
+async def update_me(request: Request) -> Response:
+    """``PUT``/``PATCH /api/me`` with ``{"capturePrivate": bool}`` (our extension: the
+    contract documents the flag on ``GET /me`` but no way to change it)."""
+    key = await require_key(request)
+    value = (await json_body(request)).get("capturePrivate")
+    if not isinstance(value, bool):
+        raise BadRequest("capturePrivate must be true or false")
+    return JSONResponse(await ctx(request).account_mail.set_capture_private(key, value))
+
+
 async def me_stats(request: Request) -> Response:
     key = await require_key(request)
     return JSONResponse(await ctx(request).account_mail.stats(key))

@@ -57,6 +57,7 @@ ROUTES = [
     Route("/api/inbox-filter", account.inbox_filter, methods=["GET"]),
     Route("/api/inbox-search", account.inbox_search, methods=["GET"]),
     Route("/api/me", account.me, methods=["GET"]),
+    Route("/api/me", account.update_me, methods=["PUT", "PATCH"]),
     Route("/api/spam-checks", manage.spam_check, methods=["POST"]),
     Route("/api/messages/{id}/spam", manage.mark_spam, methods=["POST"]),
     Route("/api/messages/{id}/ham", manage.mark_ham, methods=["POST"]),

@@ -315,6 +315,9 @@ _SCHEMAS: Obj = {
         "webhookSlackToFrom": _BOOL,
         "info": _SETTING_TEXT | {"description": "Free-text note."},
     }) | {"description": "Settings to change; absent ones are left as they are."},
+    "MeSettings": _body_object({"capturePrivate": _BOOL | {
+        "description": "Star mail captured through SMTP AUTH for the account (private)."}},
+        required=("capturePrivate",)),
     "BulkAddresses": _body_object({"addresses": _array(
         _STR, minItems=1, maxItems=MAX_BULK)}, required=("addresses",)),
     "NewDenyEntry": _body_object(

@@ -297,6 +297,18 @@ def _address_paths() -> Obj:
     }
 
 
+def _me_update_op(op_id: str) -> Obj:
+    return _op(op_id, "Account", "Change the account's Email Capture setting",
+               _json("The account, changed.", _schema("Me")), body="MeSettings",
+               errors={400: "The body is not a JSON object or `capturePrivate` is not a "
+                       "boolean.", 401: "", 404: "The key's account no longer exists.",
+                       503: ""},
+               description="Any key of the account may change it (PUT and PATCH are the "
+               "same). With `capturePrivate` on, mail the account sends through SMTP AUTH "
+               "(Email Capture) is starred for it: private to the account and never "
+               "recycled; mail captured before the change is left as it is.")
+
+
 def _account_paths() -> Obj:
     messages = _list("Messages, newest first.", "Message")
     domain_403 = {403: "The domain is not owned by your account."}
@@ -350,9 +362,13 @@ def _account_paths() -> Obj:
             params=("id",), errors={401: "", 404: "", 503: ""},
             description="Our extension. The same messages as reading them; the score is "
             "recomputed with everything the model has learned since delivery.")},
-        "/api/me": {"get": _op(
-            "getMe", "Account", "The key's account", _json("The account.", _schema("Me")),
-            errors={401: "", 404: "The key's account no longer exists.", 503: ""})},
+        "/api/me": {
+            "get": _op("getMe", "Account", "The key's account",
+                       _json("The account.", _schema("Me")),
+                       errors={401: "", 404: "The key's account no longer exists.", 503: ""}),
+            "put": _me_update_op("updateMe"),
+            "patch": _me_update_op("patchMe"),
+        },
         "/api/me/stats": {"get": _op(
             "getMeStats", "Account", "Usage of the key's account",
             _json("Statistics.", _schema("MeStats")), errors=(401, 503))},

@@ -84,6 +84,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--keep", action="store_true", help="keep the spawned server's data dir")
     r = p.add_argument_group("run")
     r.add_argument("--runs", type=_positive, default=1, help="repeat; report medians")
+    r.add_argument("--starttls", action="store_true",
+                   help="every SMTP session upgrades with STARTTLS first (with --per-session 1: "
+                   "one TLS handshake per message)")
     r.add_argument("--baseline", action="store_true",
                    help="also flood a bare aiosmtpd discard server and report the ratio")
     r.add_argument("--client-procs", type=_positive, default=1,
@@ -129,7 +132,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
                    client_procs=args.client_procs, client_loop=args.client_loop,
                    idle_requests=args.idle_requests, probe_pause=args.probe_pause,
                    max_seconds=args.max_seconds, seed=args.seed, keep=args.keep,
-                   server_env=dict(args.server_env))
+                   server_env=dict(args.server_env), starttls=args.starttls)
+    if args.starttls and args.baseline:
+        raise ValueError("--starttls: the bare aiosmtpd baseline has no TLS; drop --baseline "
+                         "(benchmarks/tls_bench.py compares with and without TLS)")
     if args.spawn:
         if args.url or args.smtp or args.key:
             raise ValueError("--spawn starts its own server: drop --url/--smtp/--key")

@@ -53,6 +53,7 @@ class Options:
     seed: int = 0
     keep: bool = False
     server_env: dict[str, str] = field(default_factory=dict)
+    starttls: bool = False
 
 
 @dataclass
@@ -109,7 +110,7 @@ class Bench:
     def flood_config(self, port: int, workload: Workload, sessions: int) -> FloodConfig:
         return FloodConfig(self.target.smtp_host, port, sessions, workload,
                            per_session=self.scenario.per_session,
-                           max_seconds=self.opts.max_seconds)
+                           max_seconds=self.opts.max_seconds, starttls=self.opts.starttls)
 
     async def prepare_probe_targets(self) -> None:
         """A few inboxes of 20 messages each, so list/get have something real to return."""

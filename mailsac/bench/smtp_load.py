@@ -1,5 +1,8 @@
 """The SMTP flood: C sessions on raw asyncio streams, PIPELINING when the server offers it.
 
+With ``starttls`` every session upgrades to TLS (STARTTLS, then EHLO again) before its
+first message, so ``per_session=1`` measures what a handshake per connection costs.
+
 Raw streams cost far less client CPU per message than a full SMTP library: a transaction
 is one write of ``MAIL``/``RCPT``/``DATA`` (pipelined), three reply lines, one write of the
 message and one reply. Sessions reconnect every ``per_session`` messages (servers cap the
@@ -16,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import importlib
 import multiprocessing
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -53,6 +58,7 @@ class FloodConfig:
     shard: int = 0
     shards: int = 1
     helo: str = "loadgen.bench.test"
+    starttls: bool = False  # upgrade every session with STARTTLS (any certificate)
 
 
 @dataclass
@@ -107,21 +113,31 @@ class _Connection:
             if line[3:4] != b"-":
                 return int(line[:3])
 
-    async def greet(self, helo: str) -> None:
+    async def greet(self, helo: str, starttls: bool = False) -> None:
         async with asyncio.timeout(self.timeout):
             if (code := await self.reply()) != 220:
                 raise ReplyError(f"greeting {code}")
-            self.writer.write(f"EHLO {helo}\r\n".encode())
-            while True:
-                line = await self.reader.readline()
-                if len(line) < 4:
-                    raise ReplyError("connection closed during EHLO")
-                if line[4:14].upper() == b"PIPELINING":
-                    self.pipelining = True
-                if line[3:4] != b"-":
-                    break
-            if not line.startswith(b"250"):
-                raise ReplyError(f"EHLO refused: {line[:40]!r}")
+            await self.ehlo(helo)
+            if starttls:
+                self.writer.write(b"STARTTLS\r\n")
+                if (code := await self.reply()) != 220:
+                    raise ReplyError(f"STARTTLS refused: {code}")
+                await self.writer.start_tls(_unverified())
+                await self.ehlo(helo)  # RFC 3207: start over
+
+    async def ehlo(self, helo: str) -> None:
+        self.writer.write(f"EHLO {helo}\r\n".encode())
+        self.pipelining = False
+        while True:
+            line = await self.reader.readline()
+            if len(line) < 4:
+                raise ReplyError("connection closed during EHLO")
+            if line[4:14].upper() == b"PIPELINING":
+                self.pipelining = True
+            if line[3:4] != b"-":
+                break
+        if not line.startswith(b"250"):
+            raise ReplyError(f"EHLO refused: {line[:40]!r}")
 
     async def send(self, msg: OutMessage) -> int:
         """One transaction; return the deciding reply code (250 = accepted)."""
@@ -164,6 +180,16 @@ class _Connection:
         self.writer.close()
 
 
+@functools.cache
+def _unverified() -> ssl.SSLContext:
+    """The load generator measures, it does not authenticate: any certificate will do.
+    One context per process (building one loads the system CAs: ~25 ms)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class _Flood:
     def __init__(self, config: FloodConfig, counter: Counter) -> None:
         self.config = config
@@ -200,7 +226,7 @@ class _Flood:
             reader, writer = await asyncio.open_connection(c.host, c.port)
         conn = _Connection(reader, writer, c.reply_timeout)
         try:
-            await conn.greet(c.helo)
+            await conn.greet(c.helo, c.starttls)
         except BaseException:
             conn.close()
             raise

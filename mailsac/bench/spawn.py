@@ -35,6 +35,8 @@ def server_env(data_dir: Path, key: str, max_message_size: int) -> dict[str, str
         "MAILSAC_SMTP_PORT": "0",
         "MAILSAC_HTTP_PORT": "0",
         "MAILSAC_POP3_PORT": "0",  # every listener on a free port: runs may overlap
+        "MAILSAC_SMTPS_PORT": "0",
+        "MAILSAC_CAPTURE_PORT": "0",
         "MAILSAC_HOSTNAME": "mx.bench.test",
         "MAILSAC_READY_FILE": str(data_dir / "ready.json"),
         "MAILSAC_ADMIN_KEY": key,

@@ -5,13 +5,16 @@
   not (the reply never tells whether an inbox exists). ``PASS`` takes an API key.
 * ``AUTH PLAIN`` (RFC 5034, RFC 4616): with an initial response or after a ``+ ``
   continuation; ``*`` cancels; the authorization identity must be empty or the address.
-* ``STLS`` (RFC 2595 §4), only when a certificate is configured; input the client
-  pipelined behind it is discarded so that nothing sent in plaintext runs inside TLS.
-* With a certificate configured, credentials are never taken in plaintext: ``USER``,
-  ``PASS`` and ``AUTH`` answer ``-ERR [AUTH] ... use STLS first`` (and ``CAPA`` does not
-  offer them) until TLS is active, except from loopback clients when
-  ``MAILSAC_POP3_PLAINTEXT_LOOPBACK`` allows it. Without a certificate there is nothing
-  else to offer, so plaintext logins work as before.
+* ``STLS`` (RFC 2595 §4), with the certificate all listeners share (configured, or the
+  generated self-signed one, so always in the service); input the client pipelined
+  behind it is discarded so that nothing sent in plaintext runs inside TLS.
+* Credentials are never taken in plaintext from the network: ``USER``, ``PASS`` and
+  ``AUTH`` answer ``-ERR [AUTH] ... use STLS first`` (and ``CAPA`` does not offer them)
+  until TLS is active, except from loopback clients while
+  ``MAILSAC_POP3_PLAINTEXT_LOOPBACK`` allows it (the default: a key typed on this machine
+  crosses no network, and local tools and CI jobs keep working without a certificate).
+  A listener built without a certificate (tests) has nothing else to offer and takes
+  plaintext logins from anyone.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from mailsac.listeners.admission import Admission
+from mailsac.listeners.tls import CertificateStore
 from mailsac.mailbox import Mailboxes
 from mailsac.pop3.login import LoginChecker
 from mailsac.pop3.session import SHUTTING_DOWN, Pop3Session
@@ -49,7 +50,7 @@ class Pop3Listener:
     def __init__(
         self, checker: LoginChecker, mailboxes: Mailboxes, *, hostname: str,
         timeout: float = 600.0, admission: Admission | None = None,
-        tls: ssl.SSLContext | None = None, prelogin: Admission | None = None,
+        tls: CertificateStore | None = None, prelogin: Admission | None = None,
         denied: DenyCheck | None = None, plaintext_loopback: bool = False,
         login_timeout: float = 30.0, max_session_seconds: float = 3600.0,
     ) -> None:
@@ -61,7 +62,7 @@ class Pop3Listener:
         self.prelogin = prelogin or Admission(
             max_total=100, max_per_ip=10, max_per_network=30, wait_timeout=0.0)
         self.denied = denied
-        self.tls = tls
+        self.certificates = tls
         self.plaintext_loopback = plaintext_loopback
         self.login_timeout = login_timeout
         self.max_session_seconds = max_session_seconds
@@ -80,9 +81,15 @@ class Pop3Listener:
                  " (STLS available)" if self.tls is not None else "")
         return bound
 
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The context for ``STLS`` now (the shared store's, current after reloads)."""
+        return self.certificates.context if self.certificates is not None else None
+
     def plaintext_allowed(self, ip: str) -> bool:
         """May ``ip`` send credentials without TLS? Yes without a certificate (nothing else
-        to offer); with one, only loopback clients and only when configured."""
+        to offer); with one (always, unless a test builds a listener without one), only
+        loopback clients and only when ``MAILSAC_POP3_PLAINTEXT_LOOPBACK`` is on."""
         return self.tls is None or (self.plaintext_loopback and is_loopback(ip))
 
     def logged_in(self, session: Pop3Session) -> None:

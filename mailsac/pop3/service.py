@@ -9,7 +9,8 @@ SMTP's slots would let a CI runner's readers starve its own mail intake, and SMT
 slot of a second, smaller admission (``MAILSAC_POP3_PRELOGIN_*``, no waiting).
 
 The composition root passes in only the collaborators the listener needs; this module
-never imports :mod:`mailsac.app`. The TLS context comes from :mod:`mailsac.listeners.tls`.
+never imports :mod:`mailsac.app`. The certificate store (:mod:`mailsac.listeners.tls`) is
+the one SMTP uses, passed in by the composition root.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailsac.listeners.admission import Admission
-from mailsac.listeners.tls import tls_context
+from mailsac.listeners.tls import CertificateStore
 from mailsac.pop3.login import LoginChecker
 from mailsac.pop3.server import DenyCheck, Pop3Listener
 
@@ -53,6 +54,7 @@ def check_settings(settings: Settings) -> None:
 def build_pop3(
     settings: Settings, *, auth: KeyAuthenticator, mailboxes: Mailboxes,
     loop_monitor: LoopMonitor, denied: DenyCheck | None = None,
+    tls: CertificateStore | None = None,
 ) -> Pop3Listener:
     """The POP3 listener over the key authenticator and mailboxes.
 
@@ -74,7 +76,7 @@ def build_pop3(
     return Pop3Listener(
         checker, mailboxes, hostname=settings.effective_hostname(),
         timeout=settings.pop3_timeout, admission=admission,
-        tls=tls_context(settings.tls_cert, settings.tls_key), prelogin=prelogin,
+        tls=tls, prelogin=prelogin,
         denied=denied, plaintext_loopback=settings.pop3_plaintext_loopback,
         login_timeout=settings.pop3_login_timeout,
         max_session_seconds=settings.pop3_max_session_seconds)

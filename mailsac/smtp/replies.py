@@ -64,6 +64,33 @@ S554_DENIED = Reply(554, "5.7.1", "Refused by policy")
 S554_INTERNAL_ERROR = Reply(
     554, "5.3.0", "Internal error while handling the message; it was not accepted"
 )
+# TLS (RFC 3207)
+S220_TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
+S454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
+S503_TLS_ACTIVE = Reply(503, "5.5.1", "TLS is already active")
+S530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+
+# SMTP AUTH (RFC 4954) and Email Capture
+S235_AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+S235_AUTH_ANONYMOUS = Reply(
+    235, "2.7.0", "Accepted, but not as any account (MAILSAC_SMTP_AUTH_ACCEPT_ANY): this "
+    "session stays anonymous, its mail is handled like unauthenticated mail")
+S454_AUTH_TEMPORARY = Reply(
+    454, "4.7.0", "Temporary authentication failure: storage is unavailable, try again later")
+S454_AUTH_TOO_MANY = Reply(454, "4.7.0", "Too many failed authentication attempts")
+S500_AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication exchange line is too long")
+S501_AUTH_SYNTAX = Reply(501, "5.5.2", "Invalid authentication response")
+S530_AUTH_REQUIRED = Reply(
+    530, "5.7.0", "Authentication required: this is the Email Capture port, AUTH with your "
+    "account name and an API key before MAIL")
+S535_AUTH_INVALID = Reply(
+    535, "5.7.8", "Authentication credentials invalid: the user name must be your account "
+    "name or an address it owns, the password one of its API keys")
+S538_AUTH_NEEDS_TLS = Reply(
+    538, "5.7.11", "Encryption required for requested authentication mechanism: use "
+    "STARTTLS (or the SMTPS port) first")
+S452_STARRED_QUOTA = Reply(
+    452, "4.2.2", "Starred message limit reached")
 
 
 def too_big(limit: int) -> Reply:

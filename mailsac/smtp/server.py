@@ -22,14 +22,26 @@ and py-spy: ``_getaddr`` builds a ``typing.Protocol`` class and runs the e-mail 
 parser for every MAIL and RCPT (a plain ``<local@domain>`` now takes one regex match), and
 every reply is its own socket write (pipelined 2xx replies are now sent together, as RFC
 2920 §3.2 allows, when the client's next command is already buffered).
+
+TLS (:mod:`mailsac.listeners.tls`: one certificate store for every listener): STARTTLS
+(RFC 3207) is offered in EHLO; input pipelined behind it is discarded before the 220 is
+sent (nothing sent in plaintext runs inside TLS: CVE-2011-0411), and after the handshake
+the session starts over (EHLO again, no envelope). A listener started with
+``implicit_tls`` (SMTPS, RFC 8314) runs the handshake right after admission, before the
+banner. Every handshake is bounded by ``tls_handshake_timeout`` (and the session's
+lifetime); one that fails or times out ends the session and frees its slot. With
+``require_tls`` every command but NOOP, EHLO, STARTTLS and QUIT gets ``530 5.7.0`` until
+TLS is active (RFC 3207 §4).
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto as sslproto
 import functools
 import logging
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +51,7 @@ from aiosmtpd.smtp import SMTP, syntax
 from mailsac.errors import MailsacError
 from mailsac.gate import SenderGate
 from mailsac.listeners.admission import Admission
+from mailsac.listeners.tls import CertificateStore
 from mailsac.smtp import replies
 from mailsac.smtp.budget import DataBudget, Lease
 from mailsac.smtp.datastream import DotDecoder
@@ -55,6 +68,8 @@ BUDGET_WAIT = 2.0  # seconds DATA waits for memory before 451 4.3.1
 DATA_MEMORY_BUDGET = 128 * 1024 * 1024
 # Under pressure these do not count as activity (a NOOP every 29 s kept a slot forever).
 KEEPALIVE_COMMANDS = ("NOOP", "RSET", "HELP", "VRFY", "EXPN")
+ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})  # RFC 3207 §4
+TLS_HANDSHAKE_TIMEOUT = 30.0
 
 # RFC 5321 Path with a dot-atom local part and a plain domain: the common case, which
 # needs none of the quoting, comments or source routes the full parser handles.
@@ -71,11 +86,15 @@ class DataTooSlow(Exception):
 class MailsacSMTP(SMTP):
     """aiosmtpd's protocol with our DATA reader, envelope and shutdown behaviour."""
 
-    def __init__(self, handler: MailsacHandler, *, listener: SmtpListener, **kw: Any) -> None:
+    def __init__(self, handler: MailsacHandler, *, listener: SmtpListener,
+                 implicit_tls: bool = False, require_auth: bool = False, **kw: Any) -> None:
         self._listener = listener
+        self.require_auth = require_auth  # the Email Capture port: MAIL needs AUTH first
         self._started = time.monotonic()
         self._activity = self._prev_activity = self._started
         self._delivering = False  # the handler is storing a message: do not cut it off
+        self._implicit_tls = implicit_tls  # SMTPS: TLS from the first byte
+        self._handshaking = False
         super().__init__(handler, **kw)
         self.busy = False  # between DATA and its reply: shutdown waits for this
         self._held = bytearray()  # 2xx replies held back while pipelined commands wait
@@ -83,6 +102,31 @@ class MailsacSMTP(SMTP):
             method = self._smtp_methods.get(name)
             if method is not None:
                 self._smtp_methods[name] = self._keepalive(method)
+        if listener.require_tls and self.tls_context is not None:
+            for name, method in list(self._smtp_methods.items()):
+                if name not in ALLOWED_BEFORE_TLS:
+                    self._smtp_methods[name] = self._tls_first(method)
+
+    @property
+    def tls_active(self) -> bool:
+        """The session runs under TLS (after STARTTLS, or on the SMTPS port)."""
+        return self.session is not None and self.session.ssl is not None
+
+    @property
+    def _may_reply(self) -> bool:
+        """Plaintext replies would corrupt a handshake, or reach an SMTPS client."""
+        return not self._handshaking and (self.tls_active or not self._implicit_tls)
+
+    def _tls_first(self, method: Callable[[str], Awaitable[None]]
+                   ) -> Callable[[str], Awaitable[None]]:
+        @functools.wraps(method)
+        async def command(arg: str) -> None:
+            if not self.tls_active:
+                await self.push(str(replies.S530_STARTTLS_FIRST))
+                return
+            await method(arg)
+
+        return command
 
     def _keepalive(self, method: Callable[[str], Awaitable[None]]
                    ) -> Callable[[str], Awaitable[None]]:
@@ -99,7 +143,12 @@ class MailsacSMTP(SMTP):
         return MailsacEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        if self._implicit_tls and self._original_transport is None:
+            # SMTPS: read nothing until the TLS layer is in place (after admission), so
+            # the ClientHello reaches it instead of the plaintext command reader.
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()
+        super().connection_made(transport)  # after a handshake: the session starts over
         self._listener.sessions.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -125,7 +174,7 @@ class MailsacSMTP(SMTP):
             return
         expired = time.monotonic() >= self._started + self._listener.session_lifetime() - 0.1
         reply = replies.S421_SESSION_TOO_LONG if expired else replies.S421_IDLE
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing() and self._may_reply:
             self._writer.write(f"{reply}\r\n".encode())
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
@@ -156,6 +205,8 @@ class MailsacSMTP(SMTP):
         354 of DATA or the reply to the last buffered command), in one socket write.
         """
         response = status.encode("utf-8") if isinstance(status, str) else status
+        if not self._may_reply:
+            return  # e.g. shutdown during a TLS handshake: the connection is just closed
         if (response[:1] == b"2" and response[:3] != b"221" and self.transport is not None
                 and not self.transport.is_closing() and self._next_command_buffered()):
             self._held += response + b"\r\n"
@@ -167,6 +218,8 @@ class MailsacSMTP(SMTP):
         await self._writer.drain()
 
     async def _refuse(self, reply: str) -> None:
+        if not self._may_reply:  # an SMTPS client before the handshake would not read it
+            log.info("connection refused before TLS: %s", reply)
         try:
             await self.push(reply)
         finally:
@@ -191,9 +244,76 @@ class MailsacSMTP(SMTP):
                 f"try again in {int(listener.admission.wait_timeout)} s")))
             return
         try:
+            if self._implicit_tls:
+                assert listener.tls is not None
+                if not await self._start_tls(listener.tls.context):
+                    return
             await super()._handle_client()
         finally:
             listener.admission.release(ip)
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """RFC 3207: discard what was pipelined behind STARTTLS, answer 220, handshake."""
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
+            return
+        store = self._listener.tls
+        if store is None or self.tls_context is None:
+            await self.push(str(replies.S454_TLS_UNAVAILABLE))
+            return
+        if self._tls_protocol is not None:
+            await self.push(str(replies.S503_TLS_ACTIVE))
+            return
+        buffered: bytearray = self._reader._buffer  # type: ignore[attr-defined]
+        if buffered:  # CVE-2011-0411: a command injected here must never run inside TLS
+            assert self.session is not None
+            log.info("%r pipelined %d bytes after STARTTLS: discarded", self.session.peer,
+                     len(buffered))
+            buffered.clear()
+        transport = self.transport
+        assert transport is not None
+        # Straight to the socket: push() would hold a 2xx back if more input were queued.
+        ready = bytes(self._held) + str(replies.S220_TLS_READY).encode() + b"\r\n"
+        self._held.clear()
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(ready)
+        await self._start_tls(store.context)
+
+    async def _start_tls(self, context: ssl.SSLContext) -> bool:
+        """Run the server side of a TLS handshake on this connection. True once it
+        completed (aiosmtpd's ``connection_made`` then restarts the session with
+        ``session.ssl`` set); False after a failure or timeout, with the session ended."""
+        raw = self.transport
+        assert isinstance(raw, asyncio.Transport) and self.session is not None
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        tls = sslproto.SSLProtocol(
+            self.loop, self, context, waiter, server_side=True,
+            # typeshed says int; asyncio takes any positive number
+            ssl_handshake_timeout=self._listener.handshake_timeout(  # type: ignore[arg-type]
+                self._started))
+        self._tls_protocol = tls
+        self._original_transport = raw
+        self._handshaking = True
+        raw.set_protocol(tls)
+        self.transport = tls._app_transport
+        tls.connection_made(raw)
+        raw.resume_reading()  # paused by SMTPS, or by the reader's full buffer
+        error: BaseException | None = None
+        try:
+            await waiter
+        except (OSError, EOFError) as exc:  # ssl.SSLError, timeout, reset
+            error = exc
+        finally:
+            self._handshaking = False
+        if self.session.ssl is not None:
+            return True
+        log.info("TLS handshake with %r failed: %s", self.session.peer,
+                 error or "connection closed")
+        # asyncio never tells the app protocol about a connection whose handshake
+        # failed: end the session here (closes the socket, stops the command loop).
+        self.connection_lost(error if isinstance(error, Exception) else None)
+        return False
 
     async def _collect(self, spool: Spool, lease: Lease, data: bytes) -> None:
         """Add decoded DATA to ``spool``, within ``lease``: grow the lease while the
@@ -307,7 +427,13 @@ class MailsacSMTP(SMTP):
 
 
 class SmtpListener:
-    """Owns the listening socket and the live sessions, for a graceful shutdown."""
+    """Owns the listening sockets (SMTP, optionally SMTPS) and the live sessions of both,
+    which share one admission, for a graceful shutdown.
+
+    ``tls`` is the certificate store (None: no STARTTLS, no SMTPS); ``smtp_options`` are
+    passed to every :class:`MailsacSMTP` (aiosmtpd's ``authenticator=`` …), and
+    :meth:`start` takes more per port.
+    """
 
     def __init__(
         self, handler: MailsacHandler, *, hostname: str, max_message_size: int,
@@ -315,7 +441,9 @@ class SmtpListener:
         pressure_timeout: float = 30.0, max_data_seconds: float = 600.0,
         max_commands: int = 1000, budget: DataBudget | None = None,
         budget_wait: float = BUDGET_WAIT, max_session_seconds: float = 1800.0,
-        pressure_session_seconds: float = 300.0,
+        pressure_session_seconds: float = 300.0, tls: CertificateStore | None = None,
+        require_tls: bool = False, tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+        **smtp_options: Any,
     ) -> None:
         self.handler = handler
         self.hostname = hostname
@@ -330,10 +458,14 @@ class SmtpListener:
         self.budget_wait = budget_wait
         self.max_session_seconds = max_session_seconds
         self.pressure_session_seconds = pressure_session_seconds
+        self.tls = tls
+        self.require_tls = require_tls
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self.smtp_options = smtp_options
         self.sessions: set[MailsacSMTP] = set()
         self.closing = False
         self._pressed = False
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.base_events.Server] = []
 
     def under_pressure(self) -> bool:
         """More than half the slots are in use, or the service is overloaded."""
@@ -351,6 +483,11 @@ class SmtpListener:
             return min(self.max_session_seconds, self.pressure_session_seconds)
         return self.max_session_seconds
 
+    def handshake_timeout(self, started: float) -> float:
+        """Seconds a TLS handshake may take: never past the session's lifetime."""
+        left = started + self.session_lifetime() - time.monotonic()
+        return max(0.1, min(self.tls_handshake_timeout, left))
+
     def check_pressure(self) -> None:
         """Periodic (loop monitor tick): when pressure starts, cut the timers of sessions
         armed with the relaxed limits, instead of letting them run out."""
@@ -361,32 +498,44 @@ class SmtpListener:
                     session._arm()
         self._pressed = pressed
 
-    def _factory(self) -> MailsacSMTP:
+    def _factory(self, implicit_tls: bool, options: dict[str, Any]) -> MailsacSMTP:
         return MailsacSMTP(
             self.handler, listener=self, hostname=self.hostname,
             data_size_limit=self.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, timeout=self.timeout, ident="mailsac ESMTP ready",
             command_call_limit=self.max_commands, loop=asyncio.get_running_loop(),
+            # Only its truth matters to aiosmtpd (EHLO, HELP): handshakes use the store's
+            # current context, so a reloaded certificate reaches sessions already open.
+            tls_context=self.tls.context if self.tls is not None else None,
+            implicit_tls=implicit_tls, **{**self.smtp_options, **options},
         )
 
-    async def start(self, host: str, port: int) -> int:
-        """Start listening; return the bound port (useful with port 0)."""
+    async def start(self, host: str, port: int, *, implicit_tls: bool = False,
+                    **options: Any) -> int:
+        """Start listening (again for each port); return the bound port (useful with
+        port 0). ``implicit_tls``: SMTPS, TLS from the first byte. ``options`` go to the
+        sessions of this port only (on top of ``smtp_options``)."""
+        if implicit_tls and self.tls is None:
+            raise ValueError("implicit TLS needs a certificate store")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._factory, host=host, port=port,
-                                                reuse_address=True)
-        bound = self._server.sockets[0].getsockname()[1]
-        log.info("SMTP listening on %s:%d", host, bound)
+        server = await loop.create_server(
+            functools.partial(self._factory, implicit_tls, options), host=host, port=port,
+            reuse_address=True)
+        self._servers.append(server)
+        bound = server.sockets[0].getsockname()[1]
+        log.info("%s listening on %s:%d", "SMTPS" if implicit_tls else "SMTP", host, bound)
         return int(bound)
 
     @property
     def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        """The first (main) port accepts connections."""
+        return bool(self._servers) and self._servers[0].is_serving()
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; close idle sessions with 421; give busy ones ``grace`` seconds."""
         self.closing = True
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for session in list(self.sessions):
             if not session.busy and session.transport is not None:
                 try:
@@ -400,6 +549,6 @@ class SmtpListener:
         for session in list(self.sessions):
             if session.transport is not None:
                 session.transport.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
         log.info("SMTP listener stopped")

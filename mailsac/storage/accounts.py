@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +24,7 @@ class Account:
     message_limit: int
     private_address_credits: int
     created_at: datetime
+    capture_private: bool = False  # captured (SMTP AUTH) mail is starred for the account
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class User:
 
 
 _ACCOUNT_COLS = accounts.c["id", "email", "message_limit", "private_address_credits",
-                           "created_at"]
+                           "created_at", "capture_private"]
 _USER_COLS = users.c["id", "account_id", "username", "email", "created_at"]
 
 
@@ -63,6 +64,16 @@ async def ensure_account(conn: AsyncConnection, account_id: str) -> None:
 async def get_account(conn: AsyncConnection, account_id: str) -> Account | None:
     row = (await conn.execute(
         select(*_ACCOUNT_COLS).where(accounts.c.id == account_id))).first()
+    return Account(*row) if row else None
+
+
+async def set_capture_private(
+    conn: AsyncConnection, account_id: str, capture_private: bool
+) -> Account | None:
+    """Turn Email Capture's private mode on or off; None if there is no such account."""
+    row = (await conn.execute(
+        update(accounts).where(accounts.c.id == account_id)
+        .values(capture_private=capture_private).returning(*_ACCOUNT_COLS))).first()
     return Account(*row) if row else None
 
 

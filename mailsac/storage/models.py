@@ -44,6 +44,8 @@ accounts = Table(
     Column("message_limit", Integer, nullable=False, server_default="10000"),
     Column("private_address_credits", Integer, nullable=False, server_default="100"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Email Capture: mail of this account's SMTP AUTH sessions is starred for it (private).
+    Column("capture_private", Boolean, nullable=False, server_default=text("false")),
 )
 
 users = Table(

@@ -16,6 +16,10 @@ name               namespace        max    counts
                                            test suites, so more generous
 ``ip_connections`` ``conn_ip``        600  SMTP connections per client IP (clients without
                                            connection pooling open one per message)
+``account``        ``msg_account``   1200  messages per authenticated account (SMTP AUTH,
+                                           Email Capture): these replace ``ip``, ``network``,
+                                           ``sender_org``, ``reply_to_org`` and
+                                           ``rcpt_public`` for its sessions
 =================  ===============  =====  ===================================================
 
 A denied event is not recorded, so a client that backs off for ``retry_after`` seconds is
@@ -76,6 +80,7 @@ _DEFAULTS = (
     Limit("rcpt_public", "rcpt_public", 120, _WINDOW, "Too many messages to {key}"),
     Limit("rcpt_private", "rcpt_private", 600, _WINDOW, "Too many messages to {key}"),
     Limit("ip_connections", "conn_ip", 600, _WINDOW, "Too many connections from {key}"),
+    Limit("account", "msg_account", 1200, _WINDOW, "Too many messages from account {key}"),
 )
 
 

@@ -13,7 +13,6 @@ import json
 import poplib
 import shutil
 import socket
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ServerHandle, start_server, stop_server
+from tests.tlsutil import make_certificate as tls_certificate
 
 
 @dataclass
@@ -30,7 +30,12 @@ class Pop3Server:
 
     handle: ServerHandle
     port: int
-    cert: Path | None
+    cert: Path | None  # the configured certificate (TLS=1), else None (generated one)
+
+    @property
+    def trusted(self) -> Path:
+        """The certificate STLS shows: configured, or generated under DATA_DIR/tls."""
+        return self.cert or self.handle.data_dir / "tls" / "cert.pem"
 
 
 def pop3_port(handle: ServerHandle) -> int:
@@ -38,16 +43,8 @@ def pop3_port(handle: ServerHandle) -> int:
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path] | None:
-    """A self-signed certificate for 127.0.0.1 (None when openssl is not installed)."""
-    if shutil.which("openssl") is None:
-        return None
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
+    """A self-signed certificate for localhost and 127.0.0.1 (MAILSAC_TLS_CERT/KEY)."""
+    return tls_certificate(directory)
 
 
 def start_pop3_server(env: dict[str, str]) -> Pop3Server:

@@ -32,6 +32,7 @@ def hardened(database_url: str) -> Iterator[Pop3Server]:
     assert own_db != database_url
     started = start_pop3_server({
         "DATABASE_URL": own_db, "TLS": "1", "MAILSAC_POP3_AUTH_DELAY": "0.05",
+        "MAILSAC_POP3_PLAINTEXT_LOOPBACK": "false",  # the default allows loopback logins
         "MAILSAC_POP3_LOGIN_TIMEOUT": str(LOGIN_TIMEOUT),
         "MAILSAC_POP3_MAX_SESSION_SECONDS": str(LIFETIME),
         "MAILSAC_POP3_PRELOGIN_PER_IP": str(PRELOGIN_PER_IP)})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import poplib
 import re
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -33,14 +35,44 @@ def strict(database_url: str) -> Iterator[Pop3Server]:
     stop_pop3_server(started)
 
 
-def test_no_stls_without_a_certificate(strict: Pop3Server) -> None:
+def test_stls_with_the_generated_certificate(strict: Pop3Server) -> None:
+    """No MAILSAC_TLS_*: STLS uses the certificate generated for all listeners, and
+    loopback clients may still log in without it (MAILSAC_POP3_PLAINTEXT_LOOPBACK)."""
+    assert strict.cert is None
     d = Dialog(strict.port)
     try:
         assert d.cmd("CAPA").startswith("+OK")
-        assert b"STLS\r\n" not in d.block()
-        assert d.cmd("STLS") == "-ERR STLS is not available"
+        assert {b"STLS\r\n", b"USER\r\n"} <= set(d.block())
     finally:
         d.close()
+    inbox = unique_inbox()
+    deliver(strict.handle, inbox, subject="read over STLS")
+    context = ssl.create_default_context(cafile=str(strict.trusted))
+    session = poplib.POP3("localhost", strict.port, timeout=30)
+    try:
+        assert session.stls(context).startswith(b"+OK")  # verifies the name "localhost"
+        session.user(inbox)
+        session.pass_(strict.handle.key)
+        assert session.stat()[0] == 1
+        assert b"Subject: read over STLS" in b"\r\n".join(session.retr(1)[1])
+        session.quit()
+    finally:
+        session.close()
+    untrusting = poplib.POP3("localhost", strict.port, timeout=30)
+    try:  # a client that does not trust it: one INFO line, no ERROR with a traceback
+        with pytest.raises(ssl.SSLCertVerificationError):
+            untrusting.stls(ssl.create_default_context())
+    finally:
+        with contextlib.suppress(OSError):  # the failed handshake closed the socket
+            untrusting.close()
+    deadline = time.monotonic() + 30
+    while "POP3 TLS handshake with" not in strict.handle.log():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    failed = [line for line in strict.handle.log().splitlines()
+              if "TLS handshake with" in line]
+    assert failed and all(" INFO " in line for line in failed), failed
+    assert "Traceback" not in strict.handle.log()
 
 
 def test_admission_caps_sessions_per_ip(strict: Pop3Server) -> None:

@@ -246,6 +246,8 @@ def test_arguments_and_scenario_overrides() -> None:
     assert (opts.smtp_host, opts.smtp_port, opts.key) == ("localhost", 2525, "k_x")
     assert opts.scenario.messages == 10 and opts.scenario.sizes == "20m"
     assert get_scenario("store") is SCENARIOS["d"]
+    assert not opts.starttls
+    assert options_from_args(_parse("--spawn", "--starttls", "--per-session", "1")).starttls
 
 
 @pytest.mark.parametrize("argv", [
@@ -256,6 +258,7 @@ def test_arguments_and_scenario_overrides() -> None:
     ("--spawn", "--attachments", "1.5"),
     ("--spawn", "--scenario", "nope"),
     ("--url", "http://127.0.0.1:1", "--smtp", "127.0.0.1:25", "--key", "k", "--scenario", "d"),
+    ("--spawn", "--starttls", "--baseline"),  # the bare aiosmtpd baseline has no TLS
 ])
 def test_bad_arguments(argv: tuple[str, ...]) -> None:
     with pytest.raises(ValueError):

@@ -204,6 +204,7 @@ def test_default_limits() -> None:
         "rcpt_public": (120, 60.0),
         "rcpt_private": (600, 60.0),
         "ip_connections": (600, 60.0),
+        "account": (1200, 60.0),
     }
     assert len({lim.namespace for lim in limits.values()}) == len(limits)
     assert limits["rcpt_public"].namespace == "rcpt_public"
