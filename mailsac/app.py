@@ -57,7 +57,7 @@ from mailsac.pop3 import Pop3Listener, build_pop3
 from mailsac.smtp.auth import build_auth as build_smtp_auth
 from mailsac.smtp.budget import DataBudget
 from mailsac.smtp.handler import MailsacHandler
-from mailsac.smtp.server import SmtpListener
+from mailsac.smtp.listener import SmtpListener
 from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MetadataWriter
 from mailsac.storage.accounts import ADMIN_ACCOUNT, ensure_account
