@@ -14,12 +14,12 @@ slot takes at least 20 networks spread over at least 7 supernets. Used by SMTP a
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailsac.throttle import network_key
+from mailsac.waiters import Waiters
 
 SUPERNET_V4_PREFIX = 16
 SUPERNET_V6_PREFIX = 48
@@ -45,7 +45,7 @@ class Admission:
     _per_ip: Counter[str] = field(default_factory=Counter)
     _per_net: Counter[str] = field(default_factory=Counter)
     _per_super: Counter[str] = field(default_factory=Counter)
-    _waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    _waiters: Waiters = field(default_factory=Waiters)
 
     @property
     def waiting(self) -> int:
@@ -68,21 +68,10 @@ class Admission:
     async def acquire(self, ip: str) -> bool:
         """Take a slot for ``ip``, waiting up to ``wait_timeout``; False if none came free."""
         net, sup = self._keys(ip)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait_timeout
-        while not self._fits(ip, net, sup):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self.refused += 1
-                return False
-            wake: asyncio.Future[None] = loop.create_future()
-            self._waiters.add(wake)
-            try:
-                await asyncio.wait_for(wake, remaining)
-            except TimeoutError:
-                pass
-            finally:
-                self._waiters.discard(wake)
+        if not await self._waiters.wait_until(lambda: self._fits(ip, net, sup),
+                                              self.wait_timeout):
+            self.refused += 1
+            return False
         self.active += 1
         self._per_ip[ip] += 1
         self._per_net[net] += 1
@@ -100,6 +89,4 @@ class Admission:
 
     def poke(self) -> None:
         """Wake every waiter to re-check (a slot was freed, or the load may have dropped)."""
-        for wake in self._waiters:
-            if not wake.done():
-                wake.set_result(None)
+        self._waiters.wake_all()

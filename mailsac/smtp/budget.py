@@ -9,7 +9,7 @@ many sessions send, or withhold the final dot of, large messages.
 
 from __future__ import annotations
 
-import asyncio
+from mailsac.waiters import Waiters
 
 
 class Lease:
@@ -42,7 +42,7 @@ class DataBudget:
         self.limit = limit
         self.used = 0
         self.refused = 0
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiters = Waiters()
 
     def try_take(self, size: int) -> bool:
         if self.used + size > self.limit:
@@ -52,25 +52,11 @@ class DataBudget:
 
     def give_back(self, size: int) -> None:
         self.used -= size
-        for wake in self._waiters:
-            if not wake.done():
-                wake.set_result(None)
+        self._waiters.wake_all()
 
     async def acquire(self, size: int, wait: float) -> Lease | None:
         """A lease of ``size`` bytes, waiting up to ``wait`` seconds; None if none came."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while not self.try_take(size):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self.refused += 1
-                return None
-            wake: asyncio.Future[None] = loop.create_future()
-            self._waiters.add(wake)
-            try:
-                await asyncio.wait_for(wake, remaining)
-            except TimeoutError:
-                pass
-            finally:
-                self._waiters.discard(wake)
+        if not await self._waiters.wait_until(lambda: self.try_take(size), wait):
+            self.refused += 1
+            return None
         return Lease(self, size)
