@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import smtplib
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -97,6 +99,20 @@ def stop_server(handle: ServerHandle, timeout: float = 30.0) -> int:
         tail = handle.log()[-4000:]
         raise AssertionError(f"server did not stop within {timeout} s; log ends:\n{tail}"
                              ) from None
+
+
+def start_private_server(database_url: str, env: dict[str, str],
+                         prefix: str = "mailsac-test-") -> ServerHandle:
+    """A server of its own (own data directory, given settings) on the session database."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    return start_server(data_dir, {"DATABASE_URL": database_url, **env})
+
+
+def stop_private_server(handle: ServerHandle) -> None:
+    """Stop a :func:`start_private_server` server cleanly and remove its data directory."""
+    code = stop_server(handle)
+    assert code == 0, f"server exited with {code}:\n{handle.log()}"
+    shutil.rmtree(handle.data_dir, ignore_errors=True)
 
 
 def unique_inbox(domain: str = "example.test") -> str:

@@ -15,13 +15,13 @@ closed this way never enters the UPDATE state, so it deletes nothing (RFC 1939 Â
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 import time
 from collections.abc import Callable
 
 from mailsac.listeners.admission import Admission
+from mailsac.listeners.logins import is_loopback
 from mailsac.listeners.tls import CertificateStore
 from mailsac.mailbox import Mailboxes
 from mailsac.pop3.login import LoginChecker
@@ -32,16 +32,6 @@ log = logging.getLogger(__name__)
 
 DenyCheck = Callable[[str], "str | None"]
 """Client IP -> the reason it is deny-listed, or None when it may connect."""
-
-
-def is_loopback(ip: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 class Pop3Listener:

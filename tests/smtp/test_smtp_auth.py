@@ -10,14 +10,11 @@ failures are counted per client IP (and per /24: 5 x 4 = 20 in all for 127.0.0.0
 from __future__ import annotations
 
 import json
-import shutil
 import smtplib
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +25,8 @@ from tests.helpers import (
     client,
     make_message,
     new_account,
-    start_server,
-    stop_server,
+    start_private_server,
+    stop_private_server,
     unique_inbox,
 )
 from tests.tlsutil import trusting
@@ -41,14 +38,7 @@ IP_LIMIT = 3
 
 
 def _start(env: dict[str, str], database_url: str) -> ServerHandle:
-    data_dir = Path(tempfile.mkdtemp(prefix="mailsac-test-auth-"))
-    return start_server(data_dir, {"DATABASE_URL": database_url, **env})
-
-
-def _stop(handle: ServerHandle) -> None:
-    code = stop_server(handle)
-    assert code == 0, f"server exited with {code}:\n{handle.log()}"
-    shutil.rmtree(handle.data_dir, ignore_errors=True)
+    return start_private_server(database_url, env, prefix="mailsac-test-auth-")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +47,7 @@ def capture_server(database_url: str) -> Iterator[ServerHandle]:
                      "MAILSAC_SMTPS_PORT": "0", "MAILSAC_SMTP_AUTH_DELAY": str(AUTH_DELAY),
                      "MAILSAC_SMTP_AUTH_FAILURES": str(FAILURES)}, database_url)
     yield handle
-    _stop(handle)
+    stop_private_server(handle)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +57,7 @@ def dev_server(database_url: str) -> Iterator[ServerHandle]:
                      "MAILSAC_SMTP_AUTH_ACCEPT_ANY": "true",
                      "MAILSAC_LIMITS": f"ip={IP_LIMIT},account={ACCOUNT_LIMIT}"}, database_url)
     yield handle
-    _stop(handle)
+    stop_private_server(handle)
 
 
 def external(domain: str = "capture-example.com") -> str:

@@ -15,7 +15,6 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -32,8 +31,8 @@ from tests.helpers import (
     client,
     deliver,
     make_message,
-    start_server,
-    stop_server,
+    start_private_server,
+    stop_private_server,
     unique_inbox,
 )
 from tests.tlsutil import make_certificate, pem_fingerprint, smtp_fingerprint, trusting
@@ -42,14 +41,7 @@ HANDSHAKE_TIMEOUT = 1.0
 
 
 def _start(env: dict[str, str], database_url: str) -> ServerHandle:
-    data_dir = Path(tempfile.mkdtemp(prefix="mailsac-test-tls-"))
-    return start_server(data_dir, {"DATABASE_URL": database_url, **env})
-
-
-def _stop(handle: ServerHandle) -> None:
-    code = stop_server(handle)
-    assert code == 0, f"server exited with {code}:\n{handle.log()}"
-    shutil.rmtree(handle.data_dir, ignore_errors=True)
+    return start_private_server(database_url, env, prefix="mailsac-test-tls-")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +49,7 @@ def tls_server(database_url: str) -> Iterator[ServerHandle]:
     handle = _start({"MAILSAC_SMTPS_PORT": "0", "MAILSAC_TLS_RELOAD_INTERVAL": "0",
                      "MAILSAC_TLS_HANDSHAKE_TIMEOUT": str(HANDSHAKE_TIMEOUT)}, database_url)
     yield handle
-    _stop(handle)
+    stop_private_server(handle)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +57,7 @@ def strict_tls(database_url: str) -> Iterator[ServerHandle]:
     handle = _start({"MAILSAC_SMTP_REQUIRE_TLS": "true",
                      "MAILSAC_TLS_RELOAD_INTERVAL": "0.2"}, database_url)
     yield handle
-    _stop(handle)
+    stop_private_server(handle)
 
 
 def cert_of(handle: ServerHandle) -> Path:
