@@ -201,7 +201,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
     handler = MailsacHandler(
         delivery, settings.domains, gate, directory.owner_of_inbox,
         auth=build_smtp_auth(settings, auth, directory.owner_of_inbox, gate),
-        capture=Capture(engine, max_starred=settings.max_starred_per_account))
+        capture=Capture(engine, star_limit=visibility.star_limit))
     admission = Admission(
         max_total=settings.max_connections, max_per_ip=settings.max_connections_per_ip,
         max_per_network=settings.max_connections_per_network,

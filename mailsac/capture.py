@@ -18,6 +18,7 @@ they may overshoot it by at most their recipients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,9 +55,9 @@ class CaptureTransaction:
 class Capture:
     """Reads an account's capture settings and starred-message room."""
 
-    def __init__(self, engine: AsyncEngine, *, max_starred: int) -> None:
+    def __init__(self, engine: AsyncEngine, *, star_limit: Callable[[int], int]) -> None:
         self._engine = engine
-        self.max_starred = max_starred
+        self._star_limit = star_limit  # Visibility.star_limit: the one quota rule
 
     async def begin(self, account_id: str) -> CaptureTransaction:
         """The settings for a new transaction (raises StorageUnavailable)."""
@@ -65,6 +66,6 @@ class Capture:
             if account is None or not account.capture_private:
                 return CaptureTransaction(account_id, private=False)
             starred, message_limit = await queries.starred_quota(conn, account_id)
-        limit = min(self.max_starred, message_limit)
+        limit = self._star_limit(message_limit)
         return CaptureTransaction(account_id, private=True, room=max(0, limit - starred),
                                   limit=limit)

@@ -74,9 +74,13 @@ class Visibility:
             raise MessageNotFound(f"no message {message_id} in {inbox}")
         return record
 
+    def star_limit(self, message_limit: int) -> int:
+        """Starred messages an account with ``message_limit`` may hold."""
+        return min(self.max_starred, message_limit)
+
     def check_star_quota(self, starred: int, message_limit: int) -> None:
         """Starring beyond the account's quota: 403 with the limit in the message."""
-        limit = min(self.max_starred, message_limit)
+        limit = self.star_limit(message_limit)
         if starred >= limit:
             raise Forbidden(f"Starred message limit reached: your account may star at most "
                             f"{limit} messages; unstar some first")
