@@ -1,24 +1,15 @@
-"""Composition root: build every service from settings and run them on one event loop.
-
-Start order: database engine → blob dir → metadata writer → SMTP listener → HTTP server
-→ background sweeps. Shutdown runs in reverse: stop accepting SMTP (in-flight DATA gets
-``shutdown_grace`` seconds), stop HTTP, flush the metadata writer, dispose the engine.
+"""Composition root: build every service from settings (:func:`build_services`) and wire
+them together; :mod:`mailsac.lifecycle` starts them on one event loop and stops them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
-import signal
-import socket
-import sys
 import time
-from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -31,10 +22,8 @@ from mailsac.account_mail import AccountMail
 from mailsac.addresses import Addresses
 from mailsac.admin import Admin
 from mailsac.analysis import Analyzer
-from mailsac.api.app import create_app
-from mailsac.api.context import ApiContext
-from mailsac.api.limits import HttpLimits, StreamCaps
 from mailsac.capture import Capture
+from mailsac.cluster_events import ClusterEvents
 from mailsac.config import Settings
 from mailsac.delivery import Delivery
 from mailsac.directory import Directory
@@ -45,14 +34,13 @@ from mailsac.forwarding.webhooks import RetryPolicy, WebhookDispatcher
 from mailsac.gate import SenderGate, parse_limit_overrides
 from mailsac.httpserver import (
     ConnectionGuard,
-    guarded_protocol,
-    http_connection_cap,
-    raise_nofile_limit,
 )
 from mailsac.listeners.admission import Admission
+from mailsac.listeners.proxy import TrustedProxies
 from mailsac.listeners.tls import CertificateStore
 from mailsac.loopmon import LoopMonitor
 from mailsac.mailbox import Mailboxes
+from mailsac.node import describe
 from mailsac.pop3 import Pop3Listener, build_pop3
 from mailsac.smtp.auth import build_auth as build_smtp_auth
 from mailsac.smtp.budget import DataBudget
@@ -60,24 +48,14 @@ from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.listener import SmtpListener
 from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MetadataWriter
-from mailsac.storage.accounts import ADMIN_ACCOUNT, ensure_account
-from mailsac.storage.db import LivenessProbe, create_engine, known_unavailable, liveness
+from mailsac.storage.blobs_select import create_blob_store
+from mailsac.storage.db import create_engine, known_unavailable, liveness
+from mailsac.storage.joblock import retention_key
 from mailsac.storage.journal import Journal
-from mailsac.storage.keys import any_keys, create_key, ensure_key
 from mailsac.storage.retention import RetentionPolicy, RetentionSweeper
-from mailsac.storage.sweeper import sweep_forever
-from mailsac.storage.writer import replay_forever
 from mailsac.visibility import Visibility
 
 log = logging.getLogger(__name__)
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the composition root owns shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -110,10 +88,17 @@ class Services:
     capture_port: int = -1  # -1: off
     tls: CertificateStore | None = None
     pop3: Pop3Listener | None = None
-    http: _EmbeddedUvicorn | None = None
+    http: uvicorn.Server | None = None
     http_guard: ConnectionGuard | None = None
     nofile_limit: int | None = None
+    reuse_port: bool = False  # a --processes child: its siblings bind the same ports
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    cluster: ClusterEvents | None = None  # other nodes' message changes → hub
+    draining: bool = False  # SIGTERM came: GET /readyz answers 503 (MAILSAC_DRAIN_SECONDS)
+
+    def ready(self) -> bool:
+        """May a load balancer send this node traffic? Not once it is draining."""
+        return not self.draining and self.smtp.listening
 
     def journal_pending(self) -> bool:
         return self.writer.journal is not None and self.writer.journal.pending
@@ -132,12 +117,17 @@ class Services:
             "throttle": self.gate.limiter.metrics(),
             "throttle_entries": len(counter),
             "throttle_evictions": counter.evictions,
+            "throttle_sync": self.gate.sync_metrics(),
             "loop_lag": self.loop_monitor.lag,
             "db_commits": self.writer.batches,
             "db_commit_seconds": self.writer.commit_seconds,
             "writer_queue": self.writer.queue_depth,
             "hub_subscribers": self.hub.subscriber_count,
             "hub_dropped": self.hub.dropped,
+            "retention_passes": self.retention.passes,
+            "retention_skipped": self.retention.skipped,
+            "cluster_notifications": self.cluster.received if self.cluster else 0,
+            "cluster_published": self.cluster.published if self.cluster else 0,
             "webhooks": dict(self.webhooks.outcomes),
             "cache_bytes": self.mailboxes.cache.bytes,
             "render_cache_bytes": self.mailboxes.renderings.cache.bytes,
@@ -173,15 +163,16 @@ class Services:
         journal = {"pending": self.journal_pending()}
         ok = bool(db["ok"]) and self.smtp.listening and not journal["pending"]
         return {"status": "ok" if ok else "degraded", "version": __version__,
-                "database": db, "smtp": smtp, "journal": journal}
+                "database": db, "smtp": smtp, "journal": journal, "node": describe()}
 
 
-def build_services(settings: Settings, database_url: str) -> Services:
+def build_services(settings: Settings, database_url: str,
+                   journal_dir: Path | None = None) -> Services:
     engine = create_engine(database_url, pool_size=settings.db_pool_size,
-                           connect_timeout=settings.db_connect_timeout)
-    blobs = BlobStore(settings.blob_dir)
+                           connect_timeout=settings.db_connect_timeout, cluster=settings.cluster)
+    blobs = create_blob_store(settings, engine)
     writer = MetadataWriter(engine, Journal(
-        settings.data_dir / "journal", max_age=settings.journal_max_age,
+        journal_dir or settings.data_dir / "journal", max_age=settings.journal_max_age,
         max_bytes=settings.journal_max_bytes), commit_timeout=settings.db_commit_timeout)
     hostname = settings.effective_hostname()
     directory = Directory(engine, database_url)
@@ -193,7 +184,8 @@ def build_services(settings: Settings, database_url: str) -> Services:
     analyzer = Analyzer(spam.model, settings.analysis_workers)
     delivery = Delivery(blobs, writer, hostname, directory, hub, web_url, analyzer)
     gate = SenderGate(engine, parse_limit_overrides(settings.limits),
-                      settings.throttle_max_entries)
+                      settings.throttle_max_entries, database_url=database_url,
+                      cluster=settings.cluster, sync_interval=settings.throttle_sync_interval)
     directory.also_reload.append(gate.reload)
     loop_monitor = LoopMonitor()
     auth = KeyAuthenticator(engine)
@@ -222,6 +214,8 @@ def build_services(settings: Settings, database_url: str) -> Services:
                         pressure_session_seconds=settings.smtp_pressure_session_seconds,
                         tls=tls, require_tls=settings.smtp_require_tls,
                         tls_handshake_timeout=settings.tls_handshake_timeout,
+                        proxies=TrustedProxies(settings.trusted_proxies),
+                        proxy_timeout=settings.proxy_timeout,
                         auth_require_tls=False)  # the handler decides (mailsac.smtp.auth)
     loop_monitor.on_tick.append(smtp.check_pressure)
     mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub, spam,
@@ -233,6 +227,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
         public_max_age=timedelta(hours=settings.public_max_age_hours),
         webhook_payload_max_age=timedelta(hours=settings.webhook_payload_retention_hours),
         webhook_history_max_age=timedelta(hours=settings.webhook_history_retention_hours)))
+    retention.lock_key = retention_key(settings.cluster)  # one runner per service
     delivery.add_listener(retention.touched)
 
     def secret_for(address: str) -> str | None:
@@ -258,6 +253,8 @@ def build_services(settings: Settings, database_url: str) -> Services:
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
         spam=spam, gate=gate, loop_monitor=loop_monitor, analyzer=analyzer, tls=tls,
+        cluster=ClusterEvents(engine, database_url, hub, directory,
+                              touched=retention.touched_items, cluster=settings.cluster),
     )
 
     def pop3_denied(ip: str) -> str | None:  # the gate's deny-list, current after reloads
@@ -267,179 +264,3 @@ def build_services(settings: Settings, database_url: str) -> Services:
     services.pop3 = build_pop3(settings, auth=auth, mailboxes=mailboxes,
                                loop_monitor=loop_monitor, denied=pop3_denied, tls=tls)
     return services
-
-
-def _http_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY when sock.proto says TCP, and
-    # without it every keep-alive response waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-async def start(services: Services) -> None:
-    settings = services.settings
-    services.nofile_limit = raise_nofile_limit()  # before any listener accepts
-    services.blobs.ensure_root()
-    async with services.engine.begin() as conn:
-        await ensure_account(conn, ADMIN_ACCOUNT)
-        if settings.admin_key:
-            await ensure_key(conn, "admin", settings.admin_key, account_id=ADMIN_ACCOUNT,
-                             is_admin=True)
-        elif not await any_keys(conn):
-            # First start: make the service usable at once; the key is shown only here.
-            _, plain = await create_key(conn, "initial", account_id=ADMIN_ACCOUNT,
-                                        is_admin=True)
-            # Printed, not logged: log lines never carry keys (mailsac.logredact masks them).
-            print(f"no API key existed, so one was created (shown only once): {plain}",
-                  file=sys.stderr, flush=True)
-            log.warning("create more with: python -m mailsac keys create --name NAME")
-    await services.directory.start()
-    await services.spam.load()
-    await services.analyzer.start()
-    services.writer.start()
-    services.smtp_port = await services.smtp.start(settings.bind, settings.smtp_port)
-    if settings.smtps_port >= 0:
-        services.smtps_port = await services.smtp.start(settings.bind, settings.smtps_port,
-                                                        implicit_tls=True)
-    if settings.capture_port >= 0:  # Email Capture: the same SMTP, AUTH before MAIL
-        services.capture_port = await services.smtp.start(settings.bind, settings.capture_port,
-                                                          require_auth=True)
-    if services.pop3 is not None:
-        services.pop3_port = await services.pop3.start(settings.bind, settings.pop3_port)
-    context = ApiContext(
-        mailboxes=services.mailboxes, auth=services.auth, health=services.health,
-        addresses=services.addresses, account_mail=services.account_mail,
-        admin=services.admin, hub=services.hub, gate=services.gate,
-        metrics=services.metrics, accepted_domains=settings.domains,
-        ws_send_timeout=settings.ws_send_timeout,
-        limits=HttpLimits(
-            max_body=settings.http_max_body, body_timeout=settings.http_body_timeout,
-            streams_per_ip=settings.max_streams_per_ip,
-            streams_per_key=settings.max_streams_per_key, web_sessions=settings.web_sessions,
-            web_sessions_per_ip=settings.web_sessions_per_ip,
-            web_session_idle=settings.web_session_idle),
-        streams=StreamCaps(settings.max_streams_per_ip, settings.max_streams_per_key))
-    app = create_app(context, ui_domain=settings.ui_domain, ui_public=settings.ui_public)
-    sock = _http_socket(settings.bind, settings.http_port)
-    services.http_port = int(sock.getsockname()[1])
-    guard = services.http_guard = ConnectionGuard(
-        http_connection_cap(settings.http_max_connections, services.nofile_limit),
-        settings.http_max_connections_per_ip, settings.http_header_timeout)
-    config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None,
-                            timeout_graceful_shutdown=5, server_header=False,
-                            http=guarded_protocol(guard),
-                            # The WebSocket feed only sends: what a client sends is read
-                            # and dropped, so small frames and a short queue suffice
-                            # (uvicorn's defaults let one socket buffer 32 x 16 MiB).
-                            ws_max_size=64 * 1024, ws_max_queue=4)
-    services.http = _EmbeddedUvicorn(config)
-    services.tasks.append(asyncio.create_task(services.http.serve(sockets=[sock]), name="http"))
-    while not services.http.started:
-        if services.tasks[-1].done():
-            services.tasks[-1].result()  # re-raise why the HTTP server could not start
-        await asyncio.sleep(0.01)
-    services.tasks.append(asyncio.create_task(
-        sweep_forever(services.engine, services.blobs, settings.orphan_sweep_interval,
-                      paused=services.journal_pending),
-        name="orphan-sweep"))
-    services.tasks.append(asyncio.create_task(
-        replay_forever(services.writer, services.engine), name="journal-replay"))
-    services.tasks.append(asyncio.create_task(
-        services.retention.run_forever(settings.retention_interval), name="retention"))
-    services.tasks.append(asyncio.create_task(services.webhooks.run(), name="webhooks"))
-    services.tasks.append(asyncio.create_task(services.loop_monitor.run(), name="loop-monitor"))
-    if services.tls is not None and settings.tls_reload_interval > 0:
-        services.tasks.append(asyncio.create_task(
-            services.tls.watch(settings.tls_reload_interval), name="tls-watch"))
-    services.tasks.append(asyncio.create_task(LivenessProbe(
-        services.engine, timeout=settings.db_commit_timeout).run(), name="db-probe"))
-    log.info("mailsac %s ready: SMTP %s:%d%s, HTTP http://%s:%d", __version__, settings.bind,
-             services.smtp_port,
-             f" (SMTPS {services.smtps_port})" if services.smtps_port >= 0 else "",
-             settings.bind, services.http_port)
-
-
-async def _step(name: str, action: Awaitable[Any]) -> None:
-    """One shutdown step: a failure is logged and the remaining steps still run."""
-    try:
-        await action
-    except Exception:
-        log.exception("shutdown step %r failed", name)
-
-
-STOP_TASKS_TIMEOUT = 10.0
-
-
-async def _stop_tasks(services: Services) -> None:
-    if services.http is not None:
-        services.http.should_exit = True
-    for task in services.tasks:
-        if task.get_name() != "http":
-            task.cancel()
-    if not services.tasks:
-        return
-    # A task that ignores its cancellation must not keep the process alive: name it.
-    done, stuck = await asyncio.wait(services.tasks, timeout=STOP_TASKS_TIMEOUT)
-    for task in done:  # retrieve what they ended with (no "never retrieved" noise)
-        if not task.cancelled():
-            task.exception()
-    for task in stuck:
-        frames = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack())
-        log.error("task %s did not stop within %s s (at %s)", task.get_name(),
-                  STOP_TASKS_TIMEOUT, frames)
-
-
-async def _stop_analyzer(services: Services) -> None:
-    services.analyzer.stop()
-
-
-async def stop(services: Services) -> None:
-    grace = services.settings.shutdown_grace
-    if services.pop3 is not None:
-        await _step("pop3", services.pop3.stop(grace))
-    await _step("smtp", services.smtp.stop(grace))
-    await _step("tasks", _stop_tasks(services))
-    await _step("metadata writer", services.writer.stop())
-    await _step("analysis workers", _stop_analyzer(services))
-    await _step("webhooks", services.webhooks.close())
-    await _step("directory", services.directory.stop())
-    await _step("database", services.engine.dispose())
-    log.info("mailsac stopped")
-
-
-async def serve(settings: Settings, database_url: str) -> None:
-    """Run until SIGINT/SIGTERM, then shut down in order."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    services = build_services(settings, database_url)
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def reload_certificate() -> None:  # SIGHUP
-        if services.tls is not None:
-            task = asyncio.create_task(services.tls.reload("SIGHUP"), name="tls-reload")
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload_certificate)
-    try:
-        await start(services)
-        if settings.ready_file:
-            # Write then rename, so a watcher never reads a half-written file.
-            partial = f"{settings.ready_file}.partial"
-            with open(partial, "w") as f:
-                json.dump({"smtp_port": services.smtp_port, "http_port": services.http_port,
-                           "pop3_port": services.pop3_port,
-                           "smtps_port": services.smtps_port,
-                           "capture_port": services.capture_port}, f)
-            os.replace(partial, settings.ready_file)
-        await stopping.wait()
-        log.info("shutdown requested")
-    finally:
-        await stop(services)

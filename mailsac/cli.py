@@ -41,7 +41,8 @@ def database(settings: Settings, *, exclusive: bool) -> Iterator[str]:
     """Yield a migrated database URL; start (and later stop) the embedded server if needed.
 
     ``exclusive`` (the service itself) refuses to share an embedded server that another
-    process already runs on the same data directory.
+    process already runs on the same data directory. ``serve --processes N`` gets one
+    embedded server for all its processes, with connections for each.
     """
     if settings.database_url:
         asyncio.run(ensure_database(settings.database_url))
@@ -57,7 +58,10 @@ def database(settings: Settings, *, exclusive: bool) -> Iterator[str]:
             )
         yield attached
         return
-    server = EmbeddedPostgres(settings.postgres_dir)
+    many = settings.processes > 1  # each process pools up to 2 x MAILSAC_DB_POOL_SIZE
+    server = EmbeddedPostgres(settings.postgres_dir, settings={
+        "max_connections": str(max(100, settings.processes * (2 * settings.db_pool_size + 8)))
+    } if many else None)
     server.start()  # main thread, before any event loop or worker thread exists
     try:
         url = server.url(DATABASE_NAME)
@@ -104,9 +108,20 @@ def _run_admin(settings: Settings, work: Callable[[Admin], Coroutine[Any, Any, N
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from mailsac.app import serve
+    from mailsac import supervisor
+    from mailsac.childproc import die_with_parent
+    from mailsac.lifecycle import serve
 
+    if args.child:  # one of `serve --processes N`'s nodes: the supervisor prepared it all
+        role = supervisor.ChildRole.parse(args.child)
+        die_with_parent(role.parent)
+        asyncio.run(serve(settings, settings.database_url, reuse_port=True,
+                          journal_dir=supervisor.journal_dir(settings.data_dir, role.index)))
+        return 0
     with database(settings, exclusive=True) as url:
+        if settings.processes > 1:
+            return supervisor.supervise(settings, url)
+        supervisor.prepare_single(settings, url)
         asyncio.run(serve(settings, url))
     return 0
 
@@ -242,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    command("serve", "run the SMTP listener and HTTP API", cmd_serve)
+    serve = command("serve", "run the SMTP listener and HTTP API", cmd_serve)
+    serve.add_argument("--child", default=None, help=argparse.SUPPRESS)  # see supervisor
     command("migrate", "create the database if needed and apply schema migrations", cmd_migrate)
     command("settings", "print every setting with its current value", cmd_settings)
     keys = command("keys", "manage API keys", cmd_keys)

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 
-def _setting(default: Any, env: str, help: str, *, flag: bool = True) -> Any:
-    return field(default=default, metadata={"env": env, "help": help, "flag": flag})
+def _setting(default: Any, env: str, help: str, *, flag: bool = True,
+             secret: bool = False) -> Any:
+    # A secret is kept out of repr() and usage_table() values (so out of logs).
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "help": help, "flag": flag, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,43 @@ class Settings:
     render_cache_bytes: int = _setting(
         64 * 1024 * 1024, "MAILSAC_RENDER_CACHE_BYTES",
         "memory budget of the cache of body renderings (text, HTML, sanitized HTML)")
+    blob_root: str = _setting(
+        "", "MAILSAC_BLOB_DIR",
+        "directory of the local blob store (default: blobs/ under the data directory); "
+        "several processes or machines may share one (e.g. a network file system)")
     orphan_sweep_interval: float = _setting(
         3600.0, "MAILSAC_ORPHAN_SWEEP_INTERVAL",
         "seconds between sweeps that delete blobs no message refers to")
+    # -- blob storage backend (mailsac.storage.blobs_*; README "Blob storage backends") ---
+    blob_backend: str = _setting(
+        "local", "MAILSAC_BLOB_BACKEND",
+        "where raw messages are stored: 'local' (the data dir), 'postgres' (the database) "
+        "or 's3' (an S3-compatible bucket, MAILSAC_S3_*)")
+    blob_timeout: float = _setting(
+        30.0, "MAILSAC_BLOB_TIMEOUT",
+        "seconds one postgres/s3 blob operation may take (then the message gets 451)")
+    s3_bucket: str = _setting("", "MAILSAC_S3_BUCKET", "S3 bucket for raw messages")
+    s3_endpoint_url: str = _setting(
+        "", "MAILSAC_S3_ENDPOINT_URL",
+        "S3 API endpoint, e.g. http://minio:9000 (empty = AWS for MAILSAC_S3_REGION)")
+    s3_region: str = _setting("us-east-1", "MAILSAC_S3_REGION", "S3 region (signing scope)")
+    s3_access_key_id: str = _setting(
+        "", "MAILSAC_S3_ACCESS_KEY_ID",
+        "S3 access key id (empty = the AWS_* environment, profile or instance role)")
+    s3_secret_access_key: str = _setting(
+        "", "MAILSAC_S3_SECRET_ACCESS_KEY",
+        "S3 secret access key (environment only, never logged)", flag=False, secret=True)
+    s3_prefix: str = _setting(
+        "", "MAILSAC_S3_PREFIX", "prefix of the object names, e.g. 'mailsac/'")
+    s3_path_style: bool = _setting(
+        False, "MAILSAC_S3_PATH_STYLE",
+        "path-style URLs (endpoint/bucket/key), as MinIO, Garage, SeaweedFS and Ceph need")
+    s3_connect_timeout: float = _setting(
+        5.0, "MAILSAC_S3_CONNECT_TIMEOUT", "seconds to connect to the S3 endpoint")
+    s3_read_timeout: float = _setting(
+        30.0, "MAILSAC_S3_READ_TIMEOUT", "seconds an S3 request may wait for data")
+    s3_max_connections: int = _setting(
+        50, "MAILSAC_S3_MAX_CONNECTIONS", "open HTTP connections to the S3 endpoint")
     public_inbox_limit: int = _setting(
         6, "MAILSAC_PUBLIC_INBOX_LIMIT", "newest messages a public inbox keeps (Mailsac: 6)")
     public_max_age_hours: float = _setting(
@@ -117,6 +154,14 @@ class Settings:
     throttle_max_entries: int = _setting(
         1_000_000, "MAILSAC_THROTTLE_MAX_ENTRIES",
         "memory cap of the rate-limit counter in entries (about 43 bytes each)")
+    cluster: str = _setting(
+        "default", "MAILSAC_CLUSTER",
+        "name of the service this node belongs to: nodes on one database with the same "
+        "name share throttle counts (one service), different names never do")
+    throttle_sync_interval: float = _setting(
+        1.0, "MAILSAC_THROTTLE_SYNC_INTERVAL",
+        "seconds between exchanges of throttle counts with the cluster's other nodes "
+        "through the database (0 = each node limits on its own counts)")
     max_connections: int = _setting(
         1000, "MAILSAC_MAX_CONNECTIONS", "concurrent SMTP sessions in total")
     max_connections_per_ip: int = _setting(
@@ -268,10 +313,28 @@ class Settings:
     web_session_idle: float = _setting(
         4 * 3600.0, "MAILSAC_WEB_SESSION_IDLE",
         "seconds an unused web viewer session lives before it expires")
+    # -- behind a load balancer (mailsac.listeners.proxy, GET /readyz) -------------------
+    trusted_proxies: tuple[str, ...] = _setting(
+        (), "MAILSAC_TRUSTED_PROXIES",
+        "comma-separated networks (CIDRs) of load balancers: SMTP, SMTPS, capture and POP3 "
+        "connections from them must start with a PROXY protocol v1/v2 header naming the "
+        "client, and HTTP requests from them may name it in X-Forwarded-For; empty = never")
+    proxy_timeout: float = _setting(
+        5.0, "MAILSAC_PROXY_TIMEOUT",
+        "seconds a trusted load balancer gets to send its PROXY header; then the "
+        "connection is closed")
+    drain_seconds: float = _setting(
+        0.0, "MAILSAC_DRAIN_SECONDS",
+        "on SIGTERM, seconds the node answers GET /readyz with 503 while still serving, "
+        "so a load balancer moves traffic away, before it closes its listeners")
     # -----------------------------------------------------------------------------------
     analysis_workers: int = _setting(
         max(1, os.cpu_count() or 1), "MAILSAC_ANALYSIS_WORKERS",
         "worker processes that parse and tokenise incoming mail (0 = threads)")
+    processes: int = _setting(
+        1, "MAILSAC_PROCESSES",
+        "serve: run this many full nodes on this machine, sharing the ports (SO_REUSEPORT) "
+        "and the database, under a small supervisor (1 = one process, no supervisor)")
     db_pool_size: int = _setting(10, "MAILSAC_DB_POOL_SIZE", "database connection pool size")
     # -- database hang detection (mailsac.storage.db, mailsac.storage.writer) -------------
     db_connect_timeout: float = _setting(
@@ -288,7 +351,7 @@ class Settings:
 
     @property
     def blob_dir(self) -> Path:
-        return self.data_dir / "blobs"
+        return Path(self.blob_root) if self.blob_root else self.data_dir / "blobs"
 
     @property
     def postgres_dir(self) -> Path:
@@ -394,6 +457,9 @@ def validate(settings: Settings) -> None:
     from mailsac.pop3.service import check_settings as check_pop3_settings
 
     check_pop3_settings(settings)
+    if settings.throttle_sync_interval < 0 or not settings.cluster.strip():
+        raise SettingsError("MAILSAC_THROTTLE_SYNC_INTERVAL must not be negative and "
+                            "MAILSAC_CLUSTER not empty")
     if settings.ui_public not in ("latest", "full"):
         raise SettingsError("MAILSAC_UI_PUBLIC must be 'latest' or 'full'")
     if settings.public_inbox_limit < 1 or settings.public_max_age_hours <= 0:
@@ -420,8 +486,27 @@ def validate(settings: Settings) -> None:
     if min(http_limits) <= 0:
         raise SettingsError("HTTP limits (MAILSAC_HTTP_*, *_STREAMS_*, WEB_SESSION*) must be "
                             "positive")
+    if not 1 <= settings.processes <= 256:
+        raise SettingsError("MAILSAC_PROCESSES must be between 1 and 256")
+    if settings.proxy_timeout <= 0 or settings.drain_seconds < 0:
+        raise SettingsError("MAILSAC_PROXY_TIMEOUT must be positive and MAILSAC_DRAIN_SECONDS "
+                            "not negative")
+    from mailsac.listeners.proxy import parse_networks
+
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"MAILSAC_TRUSTED_PROXIES: {exc}") from exc
     if settings.database_url and not settings.database_url.startswith("postgresql"):
         raise SettingsError("DATABASE_URL must be a postgresql:// URL")
+    if settings.blob_backend not in ("local", "postgres", "s3"):
+        raise SettingsError("MAILSAC_BLOB_BACKEND must be 'local', 'postgres' or 's3'")
+    if settings.blob_backend == "s3" and not settings.s3_bucket:
+        raise SettingsError("MAILSAC_BLOB_BACKEND=s3 needs MAILSAC_S3_BUCKET")
+    if min(settings.blob_timeout, settings.s3_connect_timeout, settings.s3_read_timeout,
+           settings.s3_max_connections) <= 0:
+        raise SettingsError("MAILSAC_BLOB_TIMEOUT, MAILSAC_S3_*_TIMEOUT and "
+                            "MAILSAC_S3_MAX_CONNECTIONS must be positive")
 
 
 def usage_table(settings: Settings | None = None) -> str:
@@ -430,6 +515,8 @@ def usage_table(settings: Settings | None = None) -> str:
     for f in fields(Settings):
         value = getattr(settings, f.name) if settings else f.default
         shown = ",".join(value) if isinstance(value, tuple) else str(value)
+        if f.metadata.get("secret") and value:
+            shown = "(set)"
         rows.append((f.metadata["env"], shown, f.metadata["help"]))
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}" for r in rows)

@@ -1,12 +1,14 @@
 """The single domain entry point for incoming mail: parse, store the blob, commit metadata.
 
-``deliver()`` returns only after the raw bytes are fsynced in the blob directory *and* the
-metadata rows are committed, so the SMTP layer may answer ``250`` exactly when it returns.
+``deliver()`` returns only after the raw bytes are durable in the blob store (whichever
+backend: :class:`~mailsac.storage.BlobStore`) *and* the metadata rows are committed, so the
+SMTP layer may answer ``250`` exactly when it returns.
 
 Small messages arrive as bytes. Large ones arrive *spooled* (:mod:`mailsac.spool`): already
-in the blob's temp file, which ``deliver()`` commits and which the analysis worker reads by
-path, so no copy of a large message is held in this process. Only webhook payloads and
-forwarded copies need the bytes again; they read them back from the blob.
+in a local file (the blob's temp file, or a remote backend's staging file), which
+``deliver()`` commits and which the analysis worker reads by path, so no copy of a large
+message is held in this process. Webhook payloads read the bytes back from the blob;
+forwarded copies are copied file to file from that local file.
 """
 
 from __future__ import annotations
@@ -283,20 +285,23 @@ class Delivery:
             if not msg.recipients:
                 raise ValueError("deliver() needs at least one recipient")
             routes = merge_routes(await self._directory.routes(msg.recipients))
-            await draft.commit()  # fsync, rename, directory fsync: the blob is durable
+            await draft.commit()  # fsync + rename, or upload: the blob is durable
         finally:
             await draft.discard()  # a no-op once committed
         # From here on a failure leaves an orphan blob, which the sweeper removes.
-        parsed, spam = await self._analyse(draft.final, routes, draft.size)
-        raw = b""
-        if self._needs_webhook(routes):  # only webhook payloads need the bytes again
-            raw = await self._blobs.read(draft.key)
-        records = build_records(msg, parsed, routes, draft.key, draft.size, spooled.when,
-                                spam)
-        deliveries = await self._deliveries(records, routes, parsed, raw)
-        await self._writer.insert(records, deliveries)
-        self._after_commit(records, routes, bool(deliveries))
-        await self._forward(msg, records, routes, hops)
+        try:
+            parsed, spam = await self._analyse(draft.path, routes, draft.size)
+            raw = b""
+            if self._needs_webhook(routes):  # only webhook payloads need the bytes again
+                raw = await self._blobs.read(draft.key)
+            records = build_records(msg, parsed, routes, draft.key, draft.size,
+                                    spooled.when, spam)
+            deliveries = await self._deliveries(records, routes, parsed, raw)
+            await self._writer.insert(records, deliveries)
+            self._after_commit(records, routes, bool(deliveries))
+            await self._forward(msg, records, routes, hops)
+        finally:
+            await draft.release()  # a remote backend's staging file is no longer needed
         return records
 
     def _after_commit(self, records: list[MessageRecord], routes: list[Route],
@@ -330,22 +335,22 @@ class Delivery:
                     client_ip=msg.client_ip, client_helo=msg.client_helo,
                     via=f"forwarded via {record.inbox}", tls=msg.tls)
                 try:
-                    if msg.spooled is not None:  # copy blob to blob, never into memory
-                        copy = await self._spooled_copy(copy, prefix, record.blob_key,
+                    if msg.spooled is not None:  # copy file to file, never into memory
+                        copy = await self._spooled_copy(copy, prefix, msg.spooled.draft.path,
                                                         msg.spooled.header_len)
                     await self.deliver(copy, hops + 1)
                 except Exception:
                     log.exception("could not store the forwarded copy for %s", settings.forward)
 
-    async def _spooled_copy(self, copy: InboundMessage, prefix: bytes, source_key: str,
+    async def _spooled_copy(self, copy: InboundMessage, prefix: bytes, source: Path,
                             skip: int) -> InboundMessage:
-        """``copy`` spooled: its Received header, ``prefix``, then the source blob's
-        content (without the source's own Received header, the first ``skip`` bytes)."""
+        """``copy`` spooled: its Received header, ``prefix``, then the content of the
+        source's local file (without its own Received header, the first ``skip`` bytes)."""
         key, when = new_blob_key(), now_ms()
         header = received_header(copy, self._hostname, key[:16], when)
         draft = await self._blobs.open_draft(key, header + prefix)
         try:
-            await draft.copy_from(self._blobs.path_for(source_key), skip)
+            await draft.copy_from(source, skip)
         except BaseException:
             await draft.discard()
             raise

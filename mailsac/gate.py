@@ -13,6 +13,12 @@ PostgreSQL ``NOTIFY`` reload). Limits are keyed so that floods cannot hide:
 * per account for authenticated (SMTP AUTH) sessions, instead of the per-client limits.
 
 Every event of one message is recorded atomically (``hit_all``) and only when allowed.
+
+Several nodes (``MAILSAC_CLUSTER``): the counts stay in memory, and a background task
+(:mod:`mailsac.throttle_sync`) shares the heavy keys' counts through PostgreSQL every
+``MAILSAC_THROTTLE_SYNC_INTERVAL`` seconds, so a sender spreading its connections over the
+nodes is limited as if it used one (tolerance and delay: :mod:`mailsac.throttle.shared`).
+Deny-list changes reach every node through the ``NOTIFY`` reload.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from mailsac.throttle import (
     org_domain,
     recipient_limit,
 )
+from mailsac.throttle.shared import SharedCounts
+from mailsac.throttle_sync import ThrottleSync
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +151,31 @@ class SenderGate:
     """Deny-list and rate-limit checks for the SMTP layer (raises DenyListed / Throttled)."""
 
     def __init__(self, engine: AsyncEngine, limits: Mapping[str, float] | None = None,
-                 max_entries: int = 1_000_000) -> None:
+                 max_entries: int = 1_000_000, *, database_url: str = "",
+                 cluster: str = "default", sync_interval: float = 0.0) -> None:
         self._engine = engine
         self.counter = Counter(max_entries=max_entries)
         self.limiter = Limiter(self.counter, default_limits(limits))
         self._enabled = {limit.name for limit in self.limiter.limits}  # 0 disables a limit
         self.deny = DenyList()
         self._local_changes = 0  # deny_add/deny_remove calls, so reload() can spot races
+        self.sync: ThrottleSync | None = None
+        """Shares counts with the cluster's other nodes (None: sharing off)."""
+        if database_url and sync_interval > 0:
+            shared = SharedCounts(self.counter, self.limiter.limits)
+            self.limiter.shared = shared
+            self.sync = ThrottleSync(shared, database_url, cluster, sync_interval)
+
+    def sync_metrics(self) -> dict[str, object]:
+        """Sharing statistics for ``/metrics`` (empty when sharing is off)."""
+        sync = self.sync
+        if sync is None:
+            return {}
+        stats = sync.stats
+        return {"ok": stats.ok, "failed": stats.failed, "rows_written": stats.rows_written,
+                "rows_read": stats.rows_read, "seconds": stats.seconds,
+                "available": stats.available, "untallied": sync.shared.untallied,
+                "remote": sync.shared.remote_totals()}
 
     async def reload(self) -> None:
         """Replace the in-memory deny-list with the stored one (after a NOTIFY).
@@ -214,7 +240,10 @@ class SenderGate:
 
     def on_mail_from(self, ip: str, sender: str) -> None:
         self._check_ip(ip)  # the list may have changed since the connection opened
-        domain = domain_of(sender)
+        self._check_sender(sender)
+
+    def _check_sender(self, sender: str) -> None:
+        domain = domain_of(sender) if sender else None
         entry = self.deny.match_domain(domain) if domain else None
         if entry is not None:
             raise DenyListed(f"Mail from {domain} is refused: {entry.reason or 'deny-listed'}")
@@ -224,6 +253,8 @@ class SenderGate:
         """Count one message. An ``account`` (an SMTP AUTH session, Email Capture) is
         counted as itself instead of as an anonymous client: its ``account`` limit, plus
         ``rcpt_private`` for other accounts' inboxes (no tenant floods another's)."""
+        self._check_ip(ip)  # the deny-list may have changed during the transaction
+        self._check_sender(sender)
         events: list[tuple[str, str | None]]
         if account is not None:
             events = [("account", account)]

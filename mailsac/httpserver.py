@@ -5,7 +5,12 @@ headers and accepts connections until the process runs out of file descriptors. 
 protocol class built by :func:`guarded_protocol` adds, per connection:
 
 - a cap on open connections in total and per client IP (an IPv6 client counts per /64):
-  over a cap the connection gets a minimal ``503`` JSON answer and is closed at once;
+  over a cap the connection gets a minimal ``503`` JSON answer and is closed at once.
+  Connections from a trusted load balancer (``MAILSAC_TRUSTED_PROXIES``) count only
+  towards the total: they carry many clients, whose address is known per request (from
+  ``X-Forwarded-For``), not per connection, so per-client connection fairness is the
+  balancer's job (HAProxy ``maxconn``, stick tables), while the per-IP caps on streams and
+  web sessions (:mod:`mailsac.api.limits`) still see each real client;
 - a header deadline: a connection that has not sent complete request headers within
   ``header_timeout`` seconds of opening, or of its previous response (keep-alive), is
   closed. Trickling bytes does not extend the deadline.
@@ -19,6 +24,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -41,30 +47,36 @@ def _busy_response(message: str) -> bytes:
 class ConnectionGuard:
     """Counts the HTTP listener's open connections, in total and per client IP."""
 
-    def __init__(self, max_total: int, max_per_ip: int, header_timeout: float) -> None:
+    def __init__(self, max_total: int, max_per_ip: int, header_timeout: float,
+                 trusted: Callable[[str], bool] = lambda _: False) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
         self.header_timeout = header_timeout
+        self.trusted = trusted  # peer address -> a load balancer (no per-IP cap)
         self.total = 0
         self.refused = 0
         self.header_timeouts = 0
         self._per_ip: Counter[str] = Counter()
 
-    def admit(self, ip: str) -> str | None:
-        """Count a new connection; the refusal reason when a cap is reached."""
+    def admit(self, ip: str | None) -> str | None:
+        """Count a new connection from ``ip`` (None: a load balancer, counted only in the
+        total); the refusal reason when a cap is reached."""
         if self.total >= self.max_total:
             self.refused += 1
             return "the server has too many open connections; retry shortly"
-        if self._per_ip[ip] >= self.max_per_ip:
+        if ip is not None and self._per_ip[ip] >= self.max_per_ip:
             self.refused += 1
             return (f"too many open connections from your address (at most "
                     f"{self.max_per_ip}); close some first")
         self.total += 1
-        self._per_ip[ip] += 1
+        if ip is not None:
+            self._per_ip[ip] += 1
         return None
 
-    def release(self, ip: str) -> None:
+    def release(self, ip: str | None) -> None:
         self.total -= 1
+        if ip is None:
+            return
         self._per_ip[ip] -= 1
         if self._per_ip[ip] <= 0:
             del self._per_ip[ip]
@@ -80,18 +92,20 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ip_key: str | None = None  # set while this connection is counted
+        self._counted = False  # this connection holds a slot of the guard
+        self._ip_key: str | None = None  # its per-IP key (None: a load balancer's)
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        ip = ip_key(self.client[0]) if self.client else ""
+        host = str(self.client[0]) if self.client else ""
+        ip = None if self.guard.trusted(host) else ip_key(host)
         refusal = self.guard.admit(ip)
         if refusal is not None:
             transport.write(_busy_response(refusal))
             transport.close()
             return
-        self._ip_key = ip
+        self._counted, self._ip_key = True, ip
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -122,9 +136,9 @@ class GuardedH11Protocol(H11Protocol):
         successor.connection_lost = connection_lost  # type: ignore[method-assign]
 
     def _release(self) -> None:
-        if self._ip_key is not None:
+        if self._counted:
             self.guard.release(self._ip_key)
-            self._ip_key = None
+            self._counted, self._ip_key = False, None
 
     def _awaiting_headers(self) -> bool:
         if self.transport is None or self.transport.is_closing():

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.admin import is_operator
 from mailsac.errors import InvalidRequest, MessageNotFound
-from mailsac.events import MessageDeleted
 from mailsac.forwarding.hub import MessageHub
 from mailsac.lru import ByteLRU
 from mailsac.mime import ParsedMessage, parse_message
@@ -97,8 +96,8 @@ class Mailboxes:
                 raise MessageNotFound(f"no message {message_id} in {inbox}")
             orphans = await queries.unreferenced_blob_keys(conn, [deleted.blob_key])
         await self.drop_blobs(orphans)
-        if self._hub is not None:
-            self._hub.publish(MessageDeleted(deleted.id, deleted.inbox))
+        # Subscribers (here and on every other node) hear of it from the database's
+        # notification, like every other deletion (mailsac.cluster_events).
         return deleted
 
     async def first_matching(

@@ -1,4 +1,5 @@
-"""One message's DATA on its way in: a bounded memory buffer that spills to the blob file.
+"""One message's DATA on its way in: a bounded memory buffer that spills to a local file
+(the blob's temp file, or a remote blob backend's staging file: see BlobStore.open_draft).
 
 Small messages (the common case) stay in :attr:`Spool.buffer` and are delivered as bytes,
 as before. Once the SMTP layer decides a message is too large to hold (its memory lease

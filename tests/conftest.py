@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mailsac.bench.s3local import LocalS3
 from mailsac.storage.embedded import FAST_SETTINGS, EmbeddedPostgres
 from tests.helpers import ServerHandle, start_server, stop_server, unique_inbox
 
@@ -72,3 +73,18 @@ def inbox() -> str:
     return unique_inbox()
 
 
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3]:
+    """An S3 API server (moto) on 127.0.0.1 with one bucket, for the s3 blob backend."""
+    s3 = LocalS3(bucket="mailsac-test")
+    s3.start()
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server: LocalS3) -> dict[str, str]:
+    """The MAILSAC_* settings (an env dict) of a node storing blobs in :func:`s3_server`."""
+    return s3_server.env()

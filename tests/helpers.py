@@ -61,6 +61,9 @@ def start_server(
         # Webhook tests post to local receivers on 127.0.0.1, which the SSRF guard refuses
         # by default; tests of the guard itself pass "false" in env_extra.
         "MAILSAC_WEBHOOK_ALLOW_PRIVATE": "true",
+        # Every server of a session shares one database: a cluster of its own keeps its
+        # throttle counts to itself (cluster tests pass one name to several servers).
+        "MAILSAC_CLUSTER": f"test-{uuid.uuid4().hex[:12]}",
     })
     env.update(env_extra)
     log_path = data_dir / "server.log"

@@ -36,6 +36,7 @@ WEBSOCKET_ROUTES = [WebSocketRoute("/incoming-messages", realtime.incoming_messa
 
 ROUTES = [
     Route("/healthz", health.healthz, methods=["GET"]),
+    Route("/readyz", health.readyz, methods=["GET"]),
     Route("/api/openapi.json", openapi.openapi_json, methods=["GET"]),
     # Before the {email} routes: "starred" is not an address.
     Route("/api/addresses/starred/messages", account.starred, methods=["GET"]),

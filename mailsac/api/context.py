@@ -41,6 +41,7 @@ class ApiContext:
     ws_send_timeout: float = 10.0
     limits: HttpLimits = field(default_factory=HttpLimits)
     streams: StreamCaps = field(default_factory=lambda: StreamCaps(1024, 1024))
+    ready: Callable[[], bool] = lambda: True  # False while draining (GET /readyz: 503)
 
 
 def ctx(request: Request) -> ApiContext:

@@ -53,6 +53,7 @@ class ServiceCollector(Collector):
         yield CounterMetricFamily("mailsac_throttle_evictions",
                                   "Counter entries evicted at the memory cap",
                                   value=s["throttle_evictions"])
+        yield from _throttle_sync(s.get("throttle_sync") or {})
         yield GaugeMetricFamily("mailsac_event_loop_lag_seconds", "Last measured loop lag",
                                 value=s["loop_lag"])
         yield CounterMetricFamily("mailsac_db_commits", "Metadata group commits",
@@ -65,6 +66,18 @@ class ServiceCollector(Collector):
                                 value=s["hub_subscribers"])
         yield CounterMetricFamily("mailsac_hub_dropped_subscribers",
                                   "Subscribers dropped for being too slow", value=s["hub_dropped"])
+        passes = CounterMetricFamily("mailsac_retention_passes",
+                                     "Retention passes run here, or skipped (another node "
+                                     "held the cluster lock)", labels=["outcome"])
+        passes.add_metric(["run"], s["retention_passes"])
+        passes.add_metric(["skipped"], s["retention_skipped"])
+        yield passes
+        yield CounterMetricFamily("mailsac_cluster_notifications",
+                                  "Message change notifications received from the database",
+                                  value=s["cluster_notifications"])
+        yield CounterMetricFamily("mailsac_cluster_events_published",
+                                  "Other nodes' changes published to this node's hub",
+                                  value=s["cluster_published"])
         webhooks = CounterMetricFamily("mailsac_webhook_attempts", "Webhook/Slack attempts",
                                        labels=["outcome"])
         for outcome, count in sorted(s["webhooks"].items()):
@@ -91,6 +104,35 @@ class ServiceCollector(Collector):
         yield GaugeMetricFamily("mailsac_database_available",
                                 "1 while the database liveness probe gets answers",
                                 value=int(s["db_available"]))
+
+
+def _throttle_sync(sync: dict[str, Any]) -> Iterator[Any]:
+    """Throttle counts shared with the cluster (nothing when sharing is off)."""
+    if not sync:
+        return
+    syncs = CounterMetricFamily("mailsac_throttle_sync", "Exchanges of throttle counts with "
+                                "the cluster's other nodes", labels=["outcome"])
+    syncs.add_metric(["ok"], sync["ok"])
+    syncs.add_metric(["failed"], sync["failed"])
+    yield syncs
+    rows = CounterMetricFamily("mailsac_throttle_sync_rows", "Shared throttle rows",
+                               labels=["direction"])
+    rows.add_metric(["written"], sync["rows_written"])
+    rows.add_metric(["read"], sync["rows_read"])
+    yield rows
+    yield CounterMetricFamily("mailsac_throttle_sync_seconds", "Time spent syncing counts",
+                              value=sync["seconds"])
+    yield CounterMetricFamily("mailsac_throttle_sync_untallied",
+                              "Events not shared: too many distinct keys in one bucket",
+                              value=sync["untallied"])
+    yield GaugeMetricFamily("mailsac_throttle_shared_available", "1 while the other nodes' "
+                            "counts are current (0: limiting on local counts only)",
+                            value=int(sync["available"]))
+    remote = GaugeMetricFamily("mailsac_throttle_shared_remote", "Events the other nodes "
+                               "counted in the window, all keys, by limit", labels=["limit"])
+    for name, count in sorted(sync["remote"].items()):
+        remote.add_metric([name], count)
+    yield remote
 
 
 async def metrics(request: Request) -> Response:

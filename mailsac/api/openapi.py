@@ -213,7 +213,10 @@ _SCHEMAS: Obj = {
         "smtp": _object({"listening": _BOOL, "port": _INT}),
         "journal": _object({"pending": _BOOL | {
             "description": "Mail accepted during a database outage awaits indexing."}}),
-    }),
+        "node": _STR | {"description": "The answering process, as host:pid:id (several "
+                        "processes or machines may serve one address)."},
+    }, optional=("node",)),
+    "Ready": _object({"status": {"type": "string", "enum": ["ready"]}}),
     "Address": _object({
         "_id": _STR,
         "owner": _NULL_STR | {"description": "The reserving account; for a non-reserved "

@@ -478,6 +478,13 @@ def paths() -> Obj:
             "healthz", "Health", "Readiness of the database and the SMTP listener",
             _json("Ready.", _schema("Health")), errors=(), secure=False,
             more={"503": _json("Degraded (body says why).", _schema("Health"))})},
+        "/readyz": {"get": _op(
+            "readyz", "Health", "May a load balancer send this node traffic?",
+            _json("Serving.", _schema("Ready")), secure=False,
+            errors={503: "Draining after SIGTERM (`MAILSAC_DRAIN_SECONDS`): still serving, "
+                         "but new connections should go to another node."},
+            description="No database query: cheap enough to poll every second. Unready "
+            "from SIGTERM until the process exits; see `/healthz` for the database.")},
         "/api/openapi.json": {"get": _op(
             "getOpenApi", "Meta", "This OpenAPI document",
             _json("OpenAPI 3.1 document.", {"type": "object"}), errors=(), secure=False)},

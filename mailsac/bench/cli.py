@@ -82,6 +82,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--server-env", type=_env_pair, action="append", default=[],
                    metavar="NAME=VALUE", help="extra environment for --spawn (repeatable)")
     t.add_argument("--keep", action="store_true", help="keep the spawned server's data dir")
+    t.add_argument("--blob-backend", choices=("local", "postgres", "s3"), default="local",
+                   help="blob store of the spawned servers (s3: a moto server started for "
+                        "the run; needs the test extras)")
+    t.add_argument("--processes", type=_positive, default=1, metavar="N",
+                   help="with --spawn and N > 1: run the scenario against 1 and against N "
+                   "processes (serve --processes N), alternating, and report the ratio")
+    t.add_argument("--cluster", type=_positive, default=1, metavar="N",
+                   help="N > 1: start N nodes on one database and report cross-node "
+                   "notification latency (commit on the first, frame on the last; "
+                   "mailsac.bench.cluster) instead of a scenario")
     r = p.add_argument_group("run")
     r.add_argument("--runs", type=_positive, default=1, help="repeat; report medians")
     r.add_argument("--starttls", action="store_true",
@@ -136,6 +146,12 @@ def options_from_args(args: argparse.Namespace) -> Any:
     if args.starttls and args.baseline:
         raise ValueError("--starttls: the bare aiosmtpd baseline has no TLS; drop --baseline "
                          "(benchmarks/tls_bench.py compares with and without TLS)")
+    if args.processes > 1 and not args.spawn:
+        raise ValueError("--processes compares spawned servers: add --spawn")
+    if args.blob_backend != "local":
+        if not args.spawn:
+            raise ValueError("--blob-backend configures spawned servers: add --spawn")
+        opts.server_env.setdefault("MAILSAC_BLOB_BACKEND", args.blob_backend)
     if args.spawn:
         if args.url or args.smtp or args.key:
             raise ValueError("--spawn starts its own server: drop --url/--smtp/--key")
@@ -160,9 +176,14 @@ def handler(args: argparse.Namespace) -> int:
     import signal
 
     from mailsac.bench.report import Progress, render
-    from mailsac.bench.runner import run_bench
+    from mailsac.bench.runner import run_bench, run_processes
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.cluster > 1:
+        from mailsac.bench.cluster import run_cluster
+
+        print(json.dumps(asyncio.run(run_cluster(args.cluster, keep=args.keep)), indent=2))
+        return 0
     try:
         opts = options_from_args(args)
     except ValueError as exc:
@@ -171,13 +192,26 @@ def handler(args: argparse.Namespace) -> int:
     ui = Progress(enabled=False if args.no_progress else None)
     # SIGTERM stops the run like Ctrl-C does: the spawned servers are stopped, not orphaned.
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    s3 = None
     try:
-        report = asyncio.run(run_bench(opts, ui))
+        if opts.server_env.get("MAILSAC_BLOB_BACKEND") == "s3" and args.blob_backend == "s3":
+            from mailsac.bench.s3local import LocalS3
+
+            s3 = LocalS3()
+            s3.start()
+            opts.server_env = {**s3.env(), **opts.server_env}
+        if args.processes > 1:
+            report = asyncio.run(run_processes(opts, ui, args.processes))
+        else:
+            report = asyncio.run(run_bench(opts, ui))
     except KeyboardInterrupt:
         return 130
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if s3 is not None:
+            s3.stop()
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

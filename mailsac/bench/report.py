@@ -41,6 +41,8 @@ SUMMARY_PATHS = {
     "server_cpu_pct": "server.cpu_pct",
     "db_cpu_pct": "server.db_cpu_pct",
     "rss_max_mib": "server.rss_max_mib",
+    "total_cpu_pct": "server.total_cpu_pct",
+    "cpu_ms_per_msg": "server.cpu_ms_per_msg",
 }
 
 #: Reference targets per scenario (measured on the project's 2-CPU CI-class machine).
@@ -140,15 +142,20 @@ ROWS = [
     ("get-message max ms, flood", "flood_get_max_ms"),
     (f"requests > {SLOW_MS:.0f} ms, flood", "flood_slow_requests"),
     ("client CPU % (of one core)", "client_cpu_pct"), ("server CPU %", "server_cpu_pct"),
-    ("PostgreSQL CPU %", "db_cpu_pct"), ("server RSS max MiB", "rss_max_mib"),
+    ("child processes CPU % (PostgreSQL…)", "db_cpu_pct"), ("server RSS max MiB", "rss_max_mib"),
+    ("all server processes CPU %", "total_cpu_pct"),
+    ("server CPU ms per message", "cpu_ms_per_msg"),
 ]
 
 
 def render(report: dict[str, Any]) -> str:
+    if "comparison" in report:
+        return render_processes(report)
     s = report["scenario"]
     t = report["target"]
+    processes = f" — {report['processes']} process(es)" if "processes" in report else ""
     lines = [
-        f"mailsac bench — scenario {s['name']}: {s['title']}",
+        f"mailsac bench — scenario {s['name']}: {s['title']}{processes}",
         f"  {s['messages']:,} messages ({s['sizes']}) over {s['sessions']} sessions, "
         f"{report['runs_requested']} run(s); target: {t['description']}",
     ]
@@ -193,6 +200,22 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"    [{state}] {tg['label']} {tg['op']} {_fmt(float(tg['limit']))}: "
                          f"{_fmt(tg['value'], 2)}")
     return "\n".join(lines)
+
+
+def render_processes(report: dict[str, Any]) -> str:
+    """``--processes N``: each side's table, then the comparison."""
+    parts = [render(report["reports"][str(n)]) for n in report["processes"]]
+    c = report["comparison"]
+    lines = ["", f"  {'processes':<34}" + "".join(f"{n:>11}" for n in report["processes"])]
+    for label, name in (("stored msg/s (median)", "msgs_per_s"),
+                        ("server CPU ms per message", "cpu_ms_per_msg"),
+                        ("all server processes CPU %", "total_cpu_pct"),
+                        ("client CPU % (of one core)", "client_cpu_pct")):
+        lines.append(f"  {label:<34}" + "".join(
+            f"{_fmt(c[name][str(n)], 2):>11}" for n in report["processes"]))
+    n = report["processes"][-1]
+    lines.append(f"  ratio msg/s, {n} / 1 process: {_fmt(c['ratio'], 3)}")
+    return "\n\n".join(parts) + "\n" + "\n".join(lines)
 
 
 class Progress:

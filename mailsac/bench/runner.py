@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import platform
 import secrets
 import time
@@ -177,6 +178,13 @@ class Bench:
                 out["latency"] = {"idle": idle.to_json(), "flood": during.to_json(),
                                   "flood_slow": during.list.slow + during.get.slow}
                 out["server"] = usage.to_json() if usage else None
+                if usage and usage.cpu_seconds is not None and res.accepted:
+                    # every process: the server (or --processes supervisor and its
+                    # nodes), their analysis workers, the embedded PostgreSQL
+                    out["server"]["cpu_ms_per_msg"] = round(
+                        1000 * usage.cpu_seconds / len(res.accepted), 3)
+                    out["server"]["total_cpu_pct"] = round(
+                        100 * usage.cpu_seconds / max(1e-9, res.seconds), 1)
                 self.ui.line(f"{tag}: verifying {len(res.accepted):,} messages…")
                 checked = await http_probe.verify(self.client, workload, res.accepted,
                                                   raw_sample=self.scenario.raw_check)
@@ -267,6 +275,44 @@ async def run_bench(opts: Options, ui: Progress,
     report["summary"] = summarize(report["runs"])
     report["targets"] = evaluate_targets(s.name, report["summary"], report.get("store"))
     return report
+
+
+async def run_processes(opts: Options, ui: Progress, processes: int) -> dict[str, Any]:
+    """``--processes N``: the same scenario against a spawned server with 1 and with N
+    processes, one run of each at a time, alternating which goes first so that drift on a
+    shared machine hits both. Reports each side and the ratio of the medians."""
+    counts = [1, processes]
+    reports: dict[int, dict[str, Any]] = {}
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    for k in range(opts.runs):
+        for n in counts if k % 2 == 0 else counts[::-1]:
+            ui.line(f"run {k + 1}/{opts.runs}: {n} process(es)…")
+            env = {**opts.server_env, "MAILSAC_PROCESSES": str(n)}
+            report = await run_bench(dataclasses.replace(opts, runs=1, server_env=env), ui)
+            runs[n].append({**report["runs"][0], "run": k + 1})
+            reports[n] = report
+    for n in counts:
+        report = reports[n]
+        report.update(processes=n, runs=runs[n], runs_requested=opts.runs,
+                      summary=summarize(runs[n]))
+        report["targets"] = evaluate_targets(opts.scenario.name, report["summary"])
+
+    def median(n: int, name: str) -> float | None:
+        value = (reports[n]["summary"].get(name) or {}).get("median")
+        return None if value is None else float(value)
+
+    one, many = median(1, "msgs_per_s"), median(processes, "msgs_per_s")
+    return {
+        "version": 1, "mailsac": __version__, "processes": counts,
+        "reports": {str(n): reports[n] for n in counts},
+        "comparison": {
+            "msgs_per_s": {str(n): median(n, "msgs_per_s") for n in counts},
+            "cpu_ms_per_msg": {str(n): median(n, "cpu_ms_per_msg") for n in counts},
+            "total_cpu_pct": {str(n): median(n, "total_cpu_pct") for n in counts},
+            "client_cpu_pct": {str(n): median(n, "client_cpu_pct") for n in counts},
+            "ratio": round(many / one, 3) if one and many is not None else None},
+        "summary": {"loss_total": sum(reports[n]["summary"]["loss_total"] for n in counts)},
+    }
 
 
 def _cpus() -> int | None:

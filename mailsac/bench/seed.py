@@ -13,7 +13,6 @@ hold tens of thousands of messages, most inboxes hold one to five.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import asyncpg
 from mailsac.bench.http_probe import ProbeTarget
 from mailsac.bench.workload import RECIPIENT_DOMAINS, SizeMix, Workload
 from mailsac.storage.blobs import BlobStore, new_blob_key
+from mailsac.storage.blobs_local import LocalBlobStore
 
 COLUMNS = ("id", "inbox", "original_inbox", "domain", "received", "size", "blob_key", "subject",
            "from_addrs", "to_addrs", "links", "ip", "via", "mail_from", "message_id")
@@ -94,26 +94,24 @@ class RowFactory:
         return out
 
 
-def write_blob(blob_dir: Path, raw: bytes) -> str:
-    """Store ``raw`` as one durable blob; return its key."""
-    store = BlobStore(blob_dir)
+async def write_blob(blobs: Path | BlobStore, raw: bytes) -> str:
+    """Store ``raw`` as one durable blob (in a local blob dir, or any started store);
+    return its key."""
+    store = LocalBlobStore(blobs) if isinstance(blobs, Path) else blobs
     key = new_blob_key()
-    path = store.path_for(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw)
-    os.chmod(path, 0o600)
+    await store.write(key, raw)
     return key
 
 
 async def seed_store(
-    dsn: str, blob_dir: Path, count: int, *, run_id: str, inboxes: int | None = None,
+    dsn: str, blob_dir: Path | BlobStore, count: int, *, run_id: str, inboxes: int | None = None,
     workers: int = 4, batch: int = 20_000, seed: int = 0, sample_every: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> SeedResult:
     """COPY ``count`` rows into ``messages`` over ``workers`` connections; then ANALYZE."""
     inboxes = inboxes or max(1, count // 10)
     sample = Workload(run_id, 1, SizeMix.parse("4k"), seed=seed).message(0)
-    blob_key = write_blob(blob_dir, sample.raw)
+    blob_key = await write_blob(blob_dir, sample.raw)
     factory = RowFactory(run_id, inboxes, blob_key, sample.size, seed)
     result = SeedResult(inboxes=inboxes, workers=workers, blob_key=blob_key)
     started = time.monotonic()

@@ -187,6 +187,7 @@ class Usage:
     rss_end: int | None
     cpu_pct: float | None
     children_cpu_pct: float | None
+    cpu_seconds: float | None = None  # the server and all its descendants together
 
     def to_json(self) -> dict[str, float | None]:
         def mib(v: int | None) -> float | None:
@@ -194,7 +195,8 @@ class Usage:
 
         return {"rss_start_mib": mib(self.rss_start), "rss_max_mib": mib(self.rss_max),
                 "rss_end_mib": mib(self.rss_end), "cpu_pct": self.cpu_pct,
-                "db_cpu_pct": self.children_cpu_pct}
+                "db_cpu_pct": self.children_cpu_pct,
+                "cpu_s": None if self.cpu_seconds is None else round(self.cpu_seconds, 3)}
 
 
 class Sampler:
@@ -239,7 +241,8 @@ class Sampler:
             rss_start=window[0] if window else None, rss_max=max(window) if window else None,
             rss_end=window[-1] if window else None,
             cpu_pct=round(100 * (end[1] - start[1]) / wall, 1),
-            children_cpu_pct=round(100 * (end[2] - start[2]) / wall, 1))
+            children_cpu_pct=round(100 * (end[2] - start[2]) / wall, 1),
+            cpu_seconds=end[1] + end[2] - start[1] - start[2])
 
     def timeline(self, points: int = 60) -> list[tuple[float, float]]:
         """(seconds since the first sample, RSS MiB), thinned to about ``points`` entries."""

@@ -17,6 +17,8 @@ from mailsac.events import Event, MessageDeleted, MessageStored
 
 log = logging.getLogger(__name__)
 
+RECENT_IDS = 8192  # ids of recently published messages remembered for :meth:`seen`
+
 
 class SubscriptionClosed(Exception):
     """The hub dropped this subscription (its consumer was too slow) or it was closed."""
@@ -59,6 +61,9 @@ class MessageHub:
         self._everything: set[Subscription] = set()
         self.dropped = 0
         self.published = 0
+        # Insertion-ordered, bounded: lets the cluster listener skip a message this hub
+        # already published (its own, or one it caught up on after a reconnect).
+        self._recent: dict[str, None] = {}
 
     @property
     def subscriber_count(self) -> int:
@@ -98,9 +103,26 @@ class MessageHub:
             targets |= self._by_inbox.get(event.inbox, set())
         return targets
 
+    def seen(self, message_id: str) -> bool:
+        """Whether a MessageStored for ``message_id`` was published lately (bounded memory)."""
+        return message_id in self._recent
+
+    def watched(self) -> tuple[list[str], list[str]]:
+        """The inboxes and domains someone subscribed to (for catching up after a gap)."""
+        return list(self._by_inbox), list(self._by_domain)
+
+    def wants(self, addresses: Iterable[str], domain: str) -> bool:
+        """Whether an event for these inboxes/domain would reach any subscriber."""
+        return (bool(self._everything) or domain in self._by_domain
+                or any(a in self._by_inbox for a in addresses))
+
     def publish(self, event: Event) -> None:
         """Hand ``event`` to every interested subscriber without waiting for any."""
         self.published += 1
+        if isinstance(event, MessageStored):
+            self._recent[event.record.id] = None
+            if len(self._recent) > RECENT_IDS:
+                del self._recent[next(iter(self._recent))]
         for sub in self._targets(event):
             try:
                 sub.queue.put_nowait(event)

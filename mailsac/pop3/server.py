@@ -6,10 +6,14 @@ the greeting, and before that the deny-list (the SMTP gate's, passed in as a cal
 and a second, smaller :class:`Admission` for sessions that have not logged in yet: it
 refuses at once (no waiting) beyond ``MAILSAC_POP3_PRELOGIN_*``, and a session that does
 not log in within ``login_timeout`` is closed, so clients without a key cannot fill the
-slots of those who have one. Shutdown stops accepting, tells idle sessions goodbye at once, lets
-sessions in the middle of a command (a ``RETR`` being streamed, the deletions after
-``QUIT``) finish for up to ``grace`` seconds, then closes whatever is left. A session
-closed this way never enters the UPDATE state, so it deletes nothing (RFC 1939 §6).
+slots of those who have one. From a trusted load balancer (``MAILSAC_TRUSTED_PROXIES``) a
+PROXY protocol header comes first (:mod:`mailsac.listeners.proxy`) and names the client
+all of this applies to; a bad or missing one closes the connection.
+
+Shutdown stops accepting, tells idle sessions goodbye at once, lets sessions in the middle
+of a command (a ``RETR`` being streamed, the deletions after ``QUIT``) finish for up to
+``grace`` seconds, then closes whatever is left. A session closed this way never enters
+the UPDATE state, so it deletes nothing (RFC 1939 §6).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable
 
 from mailsac.listeners.admission import Admission
 from mailsac.listeners.logins import is_loopback
+from mailsac.listeners.proxy import HEADER_TIMEOUT, ProxyHeaderError, TrustedProxies, read_header
 from mailsac.listeners.tls import CertificateStore
 from mailsac.mailbox import Mailboxes
 from mailsac.pop3.login import LoginChecker
@@ -43,6 +48,7 @@ class Pop3Listener:
         tls: CertificateStore | None = None, prelogin: Admission | None = None,
         denied: DenyCheck | None = None, plaintext_loopback: bool = False,
         login_timeout: float = 30.0, max_session_seconds: float = 3600.0,
+        proxies: TrustedProxies | None = None, proxy_timeout: float = HEADER_TIMEOUT,
     ) -> None:
         self.checker = checker
         self.mailboxes = mailboxes
@@ -56,16 +62,20 @@ class Pop3Listener:
         self.plaintext_loopback = plaintext_loopback
         self.login_timeout = login_timeout
         self.max_session_seconds = max_session_seconds
+        self.proxies = proxies or TrustedProxies()
+        self.proxy_timeout = proxy_timeout
         self._unauthenticated: set[Pop3Session] = set()
         self.closing = False
         self.sessions: set[Pop3Session] = set()
         self._connections: dict[asyncio.Task[None], Wire] = {}
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Start listening; return the bound port (useful with port 0)."""
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Start listening; return the bound port (useful with port 0). ``reuse_port``:
+        other processes (``--processes``) listen on the same port (SO_REUSEPORT)."""
         self._server = await asyncio.start_server(
-            self._connected, host=host, port=port, limit=STREAM_LIMIT, reuse_address=True)
+            self._connected, host=host, port=port, limit=STREAM_LIMIT, reuse_address=True,
+            reuse_port=reuse_port or None)
         bound = int(self._server.sockets[0].getsockname()[1])
         log.info("POP3 listening on %s:%d%s", host, bound,
                  " (STLS available)" if self.tls is not None else "")
@@ -102,12 +112,31 @@ class Pop3Listener:
         assert task is not None
         self._connections[task] = wire
         try:
+            if self.proxies.trusts(ip):
+                ip = await self._proxied_client(wire, ip)
+                if not ip:
+                    return
             await self._serve(wire, ip)
         except asyncio.CancelledError:
             pass  # only stop() cancels, as a last resort: end quietly
         finally:
             self._connections.pop(task, None)
             wire.close()
+
+    async def _proxied_client(self, wire: Wire, peer: str) -> str:
+        """The client named by the trusted proxy ``peer``'s PROXY header ("" when it is
+        bad or missing: the connection is refused)."""
+        try:
+            header = await read_header(wire.reader, self.proxy_timeout)
+        except ProxyHeaderError as exc:
+            log.warning("POP3 connection from proxy %s refused: %s", peer, exc)
+            try:  # relayed to whoever connected: a clear reason, not a bare disconnect
+                await wire.reply("-ERR [SYS/TEMP] expected a valid PROXY protocol header "
+                                 "from this load balancer")
+            except (OSError, TimeoutError):
+                pass
+            return ""
+        return header.source[0] if header.source is not None else peer
 
     async def _serve(self, wire: Wire, ip: str) -> None:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailsac.listeners.admission import Admission
+from mailsac.listeners.proxy import TrustedProxies
 from mailsac.listeners.tls import CertificateStore
 from mailsac.pop3.login import LoginChecker
 from mailsac.pop3.server import DenyCheck, Pop3Listener
@@ -79,4 +80,5 @@ def build_pop3(
         tls=tls, prelogin=prelogin,
         denied=denied, plaintext_loopback=settings.pop3_plaintext_loopback,
         login_timeout=settings.pop3_login_timeout,
-        max_session_seconds=settings.pop3_max_session_seconds)
+        max_session_seconds=settings.pop3_max_session_seconds,
+        proxies=TrustedProxies(settings.trusted_proxies), proxy_timeout=settings.proxy_timeout)

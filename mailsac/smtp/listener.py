@@ -12,6 +12,7 @@ from typing import Any
 
 from mailsac.gate import SenderGate
 from mailsac.listeners.admission import Admission
+from mailsac.listeners.proxy import HEADER_TIMEOUT, TrustedProxies
 from mailsac.listeners.tls import CertificateStore
 from mailsac.smtp import replies
 from mailsac.smtp.budget import DataBudget
@@ -30,6 +31,8 @@ class SmtpListener:
     """Owns the listening sockets (SMTP, optionally SMTPS) and the live sessions of both,
     which share one admission, for a graceful shutdown.
 
+    ``proxies``: load balancers whose PROXY protocol header is required and believed
+    (:mod:`mailsac.listeners.proxy`), within ``proxy_timeout`` seconds of connecting.
     ``tls`` is the certificate store (None: no STARTTLS, no SMTPS); ``smtp_options`` are
     passed to every :class:`MailsacSMTP` (aiosmtpd's ``authenticator=`` …), and
     :meth:`start` takes more per port.
@@ -43,6 +46,7 @@ class SmtpListener:
         budget_wait: float = BUDGET_WAIT, max_session_seconds: float = 1800.0,
         pressure_session_seconds: float = 300.0, tls: CertificateStore | None = None,
         require_tls: bool = False, tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+        proxies: TrustedProxies | None = None, proxy_timeout: float = HEADER_TIMEOUT,
         **smtp_options: Any,
     ) -> None:
         self.handler = handler
@@ -61,6 +65,8 @@ class SmtpListener:
         self.tls = tls
         self.require_tls = require_tls
         self.tls_handshake_timeout = tls_handshake_timeout
+        self.proxies = proxies or TrustedProxies()
+        self.proxy_timeout = proxy_timeout
         self.smtp_options = smtp_options
         self.sessions: set[MailsacSMTP] = set()
         self.closing = False
@@ -111,16 +117,17 @@ class SmtpListener:
         )
 
     async def start(self, host: str, port: int, *, implicit_tls: bool = False,
-                    **options: Any) -> int:
+                    reuse_port: bool = False, **options: Any) -> int:
         """Start listening (again for each port); return the bound port (useful with
-        port 0). ``implicit_tls``: SMTPS, TLS from the first byte. ``options`` go to the
-        sessions of this port only (on top of ``smtp_options``)."""
+        port 0). ``implicit_tls``: SMTPS, TLS from the first byte. ``reuse_port``: other
+        processes (``--processes``) listen on the same port (SO_REUSEPORT). ``options``
+        go to the sessions of this port only (on top of ``smtp_options``)."""
         if implicit_tls and self.tls is None:
             raise ValueError("implicit TLS needs a certificate store")
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             functools.partial(self._factory, implicit_tls, options), host=host, port=port,
-            reuse_address=True)
+            reuse_address=True, reuse_port=reuse_port or None)
         self._servers.append(server)
         bound = server.sockets[0].getsockname()[1]
         log.info("%s listening on %s:%d", "SMTPS" if implicit_tls else "SMTP", host, bound)

@@ -60,6 +60,9 @@ S553_NO_RECIPIENTS = Reply(
 )
 S421_RATE_LIMITED = Reply(421, "4.7.0", "Too many messages; try again later")
 S421_BUSY = Reply(421, "4.7.0", "Too many connections; try again later")
+S421_PROXY_HEADER = Reply(
+    421, "4.7.0", "Expected a valid PROXY protocol header from this load balancer; "
+    "closing the connection")
 S554_DENIED = Reply(554, "5.7.1", "Refused by policy")
 S554_INTERNAL_ERROR = Reply(
     554, "5.3.0", "Internal error while handling the message; it was not accepted"

@@ -32,6 +32,13 @@ banner. Every handshake is bounded by ``tls_handshake_timeout`` (and the session
 lifetime); one that fails or times out ends the session and frees its slot. With
 ``require_tls`` every command but NOOP, EHLO, STARTTLS and QUIT gets ``530 5.7.0`` until
 TLS is active (RFC 3207 §4).
+
+Behind a load balancer (:mod:`mailsac.listeners.proxy`): a connection from a trusted proxy
+network starts with a PROXY protocol header, read before anything else (before the gate
+and admission, and on SMTPS before the handshake: bytes of the ClientHello read with it
+are handed to the TLS layer). The client it names becomes the session's peer, kept across
+STARTTLS, so the gate, admission, AUTH limits, ``ip`` and ``Received:`` all see it. A bad
+or missing header gets ``421`` (nothing on SMTPS) and the connection is closed.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import SMTP, syntax
 
 from mailsac.errors import MailsacError
+from mailsac.listeners.proxy import ProxyHeaderError, read_header
 from mailsac.smtp import replies
 from mailsac.smtp.budget import Lease
 from mailsac.smtp.datastream import DotDecoder
@@ -79,6 +87,19 @@ _SIMPLE_PATH = re.compile(
     rf"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)>")
 
 
+def _feed(tls: sslproto.SSLProtocol, buffered: bytearray) -> None:
+    """Hand bytes already read into the plaintext buffer to the TLS layer, as the
+    transport would have (SSLProtocol is a buffered protocol), and empty the buffer."""
+    data = memoryview(bytes(buffered))
+    buffered.clear()
+    while data:
+        target = tls.get_buffer(len(data))
+        size = min(len(target), len(data))
+        target[:size] = data[:size]
+        tls.buffer_updated(size)
+        data = data[size:]
+
+
 class DataTooSlow(Exception):
     """DATA did not finish within the listener's ``max_data_seconds``."""
 
@@ -95,6 +116,7 @@ class MailsacSMTP(SMTP):
         self._delivering = False  # the handler is storing a message: do not cut it off
         self._implicit_tls = implicit_tls  # SMTPS: TLS from the first byte
         self._handshaking = False
+        self._client: tuple[str, int] | None = None  # from a PROXY header, kept across TLS
         super().__init__(handler, **kw)
         self.busy = False  # between DATA and its reply: shutdown waits for this
         self._held = bytearray()  # 2xx replies held back while pipelined commands wait
@@ -149,6 +171,10 @@ class MailsacSMTP(SMTP):
             assert isinstance(transport, asyncio.Transport)
             transport.pause_reading()
         super().connection_made(transport)  # after a handshake: the session starts over
+        if self._client is not None and self.session is not None:
+            # aiosmtpd reset it to the balancer's address (it types peer as str; it is
+            # the socket's (host, port) tuple)
+            self.session.peer = self._client  # type: ignore[assignment]
         self._listener.sessions.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -226,9 +252,42 @@ class MailsacSMTP(SMTP):
             if self.transport is not None:
                 self.transport.close()
 
-    async def _handle_client(self) -> None:
-        """Gate the connection (deny-list, connection rate, slots) before the banner."""
+    async def _proxied_client(self) -> bool:
+        """From a trusted proxy: read its PROXY header and make the client it names the
+        session's peer. False (connection refused) when the header is bad or missing."""
         assert self.session is not None
+        peer: Any = self.session.peer
+        listener = self._listener
+        if not isinstance(peer, tuple) or not listener.proxies.trusts(str(peer[0])):
+            return True
+        transport = self.transport
+        assert isinstance(transport, asyncio.Transport)
+        transport.resume_reading()  # SMTPS pauses until TLS; the header comes before it
+        try:
+            header = await read_header(self._reader, listener.proxy_timeout)
+        except ProxyHeaderError as exc:
+            log.warning("connection from proxy %s refused: %s", peer[0], exc)
+            # The balancer relays this to whoever connected: a missing send-proxy shows
+            # up as a clear reason rather than a bare disconnect (RFC 5321 §3.8 allows a
+            # 421 in place of the greeting). Never in plaintext to an SMTPS client.
+            try:
+                await self._refuse(str(replies.S421_PROXY_HEADER))
+            except ConnectionError:
+                pass  # it had already gone
+            return False
+        if self._implicit_tls:
+            transport.pause_reading()  # the ClientHello waits for the TLS layer
+        if header.source is not None:
+            self._client = (header.source[0], header.source[1])
+            self.session.peer = self._client  # type: ignore[assignment]
+        return True
+
+    async def _handle_client(self) -> None:
+        """Gate the connection (deny-list, connection rate, slots) before the banner; from
+        a trusted load balancer, first learn the real client from its PROXY header."""
+        assert self.session is not None
+        if not await self._proxied_client():
+            return
         peer: Any = self.session.peer
         ip = str(peer[0]) if isinstance(peer, tuple) else ""
         listener = self._listener
@@ -298,6 +357,8 @@ class MailsacSMTP(SMTP):
         raw.set_protocol(tls)
         self.transport = tls._app_transport
         tls.connection_made(raw)
+        if self._implicit_tls:  # read after a PROXY header: the start of the ClientHello
+            _feed(tls, self._reader._buffer)  # type: ignore[attr-defined]
         raw.resume_reading()  # paused by SMTPS, or by the reader's full buffer
         error: BaseException | None = None
         try:

@@ -1,174 +1,88 @@
-"""Raw messages as files: fan-out directories, temp file + fsync + rename, then dir fsync.
+"""The raw-message store: one narrow interface, several backends.
+
+:class:`BlobStore` is what delivery, the mailbox, the sweeper and the bench seed use; they
+never know where the bytes live. Backends (chosen by ``MAILSAC_BLOB_BACKEND``, see
+:func:`mailsac.storage.blobs_select.create_blob_store`):
+
+* ``local`` (:mod:`mailsac.storage.blobs_local`): fan-out directories on this machine;
+* ``postgres`` (:mod:`mailsac.storage.blobs_pg`): a ``blob_objects`` table;
+* ``s3`` (:mod:`mailsac.storage.blobs_s3`): any S3-compatible object store.
 
 A blob is written completely and durably before any metadata row points at it, so a crash
-can leave at most an *orphan* blob (swept later) and never a row without its bytes.
+can leave at most an *orphan* blob (swept later, see :mod:`mailsac.storage.sweeper`) and
+never a row without its bytes. Keys are never reused: one key, one write.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import logging
-import os
 import secrets
-import time
-from collections.abc import Iterable
-from pathlib import Path
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Iterable
 
-import aiofiles
+from mailsac.storage.blobwriter import BlobDraft
 
-from mailsac.errors import MessageNotFound, StorageFull, StorageUnavailable
-from mailsac.storage.blobwriter import BlobDraft, storage_error
-
-log = logging.getLogger(__name__)
-
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-_TMP_SUFFIX = ".tmp"
-# A temp file may belong to a DATA transfer still streaming in (at most an SMTP session's
-# lifetime): the sweep removes temp files only when they are at least this old.
+# A temp/staging file may belong to a DATA transfer still streaming in (at most an SMTP
+# session's lifetime): sweeps remove such files only when they are at least this old.
 TMP_MIN_AGE = 3600.0
+TMP_SUFFIX = ".tmp"
 
 
 def new_blob_key() -> str:
-    """128 random bits, hex: unguessable and evenly spread over the fan-out directories."""
+    """128 random bits, hex: unguessable and evenly spread over directories/partitions."""
     return secrets.token_hex(16)
 
 
-class BlobStore:
-    """Stores raw message bytes under ``root/ab/cd/abcd…`` (65,536 leaf directories)."""
+def check_key(key: str) -> str:
+    """``key`` if it looks like one of ours (it becomes part of a path or object name)."""
+    if len(key) < 8 or not key.isalnum() or not key.isascii():
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self._made_dirs: set[Path] = set()
 
-    def path_for(self, key: str) -> Path:
-        if len(key) < 8 or not key.isalnum():
-            raise ValueError(f"invalid blob key {key!r}")
-        return self.root / key[0:2] / key[2:4] / key
+class BlobStore(ABC):
+    """Durable storage of raw messages by key (see the module docstring).
 
-    def ensure_root(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+    Errors are domain errors: :class:`~mailsac.errors.StorageUnavailable` (the SMTP
+    layer answers 451) or :class:`~mailsac.errors.StorageFull` (452) when writing,
+    :class:`~mailsac.errors.MessageNotFound` for a missing key when reading.
+    """
 
-    # -- writing ------------------------------------------------------------------------------
+    #: The ``MAILSAC_BLOB_BACKEND`` name of this backend.
+    backend = "abstract"
+    #: True when other nodes may store blobs here too (their outage journals are not
+    #: visible to this node's orphan sweep, so it waits longer; see the sweeper).
+    shared = False
 
-    def _write_sync(self, key: str, data: bytes) -> None:
-        final = self.path_for(key)
-        directory = final.parent
-        if directory not in self._made_dirs:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(directory)
-        tmp = directory / (key + _TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, final)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """Names this store's contents: nodes with the same identity share one store
+        (one orphan sweep at a time runs per identity, see mailsac.storage.joblock)."""
 
+    async def start(self) -> None:  # noqa: B027 (an optional hook)
+        """Prepare for use (directories, connections); called once at service start."""
+
+    async def close(self) -> None:  # noqa: B027 (an optional hook)
+        """Release connections and files; called once at service stop."""
+
+    @abstractmethod
     async def write(self, key: str, data: bytes) -> None:
-        """Durably store ``data`` under ``key``; raise StorageFull/StorageUnavailable.
+        """Durably store ``data`` under the new key ``key``."""
 
-        The whole write/fsync/rename runs in one worker-thread hop: aiofiles would need a
-        hop per call, and fsync has no aiofiles wrapper.
-        """
-        try:
-            await asyncio.to_thread(self._write_sync, key, data)
-        except OSError as exc:
-            if exc.errno in _FULL_ERRNOS:
-                raise StorageFull(f"blob directory is full: {exc.strerror}") from exc
-            raise StorageUnavailable(f"cannot write blob: {exc.strerror or exc}") from exc
-
+    @abstractmethod
     async def open_draft(self, key: str, first: bytes = b"") -> BlobDraft:
-        """A temp file for blob ``key`` that fills chunk by chunk (see BlobDraft)."""
-        final = self.path_for(key)
+        """A local file that fills chunk by chunk and becomes blob ``key`` on commit."""
 
-        def work() -> BlobDraft:
-            draft = BlobDraft.open_sync(key, final)
-            self._made_dirs.add(final.parent)
-            try:
-                draft._write_sync(first)
-            except BaseException:
-                draft._discard_sync()
-                raise
-            draft.size = len(first)
-            return draft
-
-        try:
-            return await asyncio.to_thread(work)
-        except OSError as exc:
-            raise storage_error(exc) from exc
-
-    # -- reading ------------------------------------------------------------------------------
-
+    @abstractmethod
     async def read(self, key: str) -> bytes:
-        try:
-            async with aiofiles.open(self.path_for(key), "rb") as f:
-                return await f.read()
-        except FileNotFoundError as exc:
-            raise MessageNotFound(f"blob {key} is missing") from exc
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot read blob: {exc.strerror or exc}") from exc
+        """The bytes of blob ``key``."""
 
-    # -- deleting -----------------------------------------------------------------------------
-
-    def _delete_sync(self, keys: Iterable[str]) -> int:
-        removed = 0
-        for key in keys:
-            try:
-                self.path_for(key).unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("could not delete blob %s: %s", key, exc)
-        return removed
-
+    @abstractmethod
     async def delete(self, keys: Iterable[str]) -> int:
-        keys = list(keys)
-        if not keys:
-            return 0
-        return await asyncio.to_thread(self._delete_sync, keys)
+        """Delete these blobs (missing ones are skipped); return how many were deleted."""
 
-    # -- sweeping -----------------------------------------------------------------------------
-
-    def top_dirs(self) -> list[Path]:
-        if not self.root.exists():
-            return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and len(p.name) == 2)
-
-    def old_keys_under(self, top: Path, min_age: float, now: float | None = None) -> list[str]:
-        """Keys of blobs under one top-level directory older than ``min_age`` seconds.
-
-        Also removes temp files of writes that never finished. Blocking: run it in a
-        worker thread; one top directory holds about 1/256 of all blobs.
-        """
-        now = time.time() if now is None else now
-        found: list[str] = []
-        for second in top.iterdir():
-            if not second.is_dir():
-                continue
-            for entry in os.scandir(second):
-                try:
-                    age = now - entry.stat().st_mtime
-                except FileNotFoundError:
-                    continue
-                if age < min_age:
-                    continue
-                if entry.name.endswith(_TMP_SUFFIX):
-                    if age >= max(min_age, TMP_MIN_AGE):
-                        Path(entry.path).unlink(missing_ok=True)
-                else:
-                    found.append(entry.name)
-        return found
+    @abstractmethod
+    def old_keys(self, min_age: float) -> AsyncGenerator[list[str], None]:
+        """Batches of keys of blobs stored at least ``min_age`` seconds ago (candidates
+        for the orphan sweep, which checks them against the metadata). One pass may
+        stop early (bounded work); the next pass goes on from there."""

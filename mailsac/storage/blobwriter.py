@@ -1,10 +1,14 @@
 """A blob written piece by piece while its message streams in (large SMTP DATA).
 
-The draft is a temp file in the blob's own fan-out directory. :meth:`BlobDraft.commit`
-gives the same guarantee as :meth:`BlobStore.write`: file fsynced, renamed into place,
-directory fsynced. A draft that is not committed is deleted by :meth:`BlobDraft.discard`
-(a client that disconnects mid-DATA leaves nothing behind); after a crash the orphan sweep
-removes stale temp files. Every file operation runs in a worker thread, never on the loop.
+The draft is a local temp file. For the local backend (:class:`BlobDraft`) it lives in the
+blob's own fan-out directory and :meth:`BlobDraft.commit` gives the same guarantee as
+``BlobStore.write``: file fsynced, renamed into place, directory fsynced. For remote
+backends (:class:`StagedDraft`) it is a staging file that ``commit`` uploads; it stays
+readable (:attr:`BlobDraft.path`, for the analysis worker) until :meth:`BlobDraft.release`.
+A draft that is not committed is deleted by :meth:`BlobDraft.discard` (a client that
+disconnects mid-DATA leaves nothing behind); after a crash the orphan sweep / the store's
+start-up removes stale temp files. Every file operation runs in a worker thread, never on
+the loop.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -63,6 +67,15 @@ class BlobDraft:
     @property
     def open(self) -> bool:
         return self._fd is not None
+
+    @property
+    def path(self) -> Path:
+        """A local file holding the blob's bytes: the committed blob (local backend) or
+        the staging file (remote backends, readable until :meth:`release`)."""
+        return self.final if self.committed else self.tmp
+
+    async def release(self) -> None:
+        """The local copy is no longer needed (after commit and analysis)."""
 
     async def _run(self, work: Callable[[], _T]) -> _T:
         try:
@@ -148,3 +161,44 @@ class BlobDraft:
         future = asyncio.ensure_future(self.discard())
         _pending.add(future)
         future.add_done_callback(_pending.discard)
+
+
+class StagedDraft(BlobDraft):
+    """A draft in a local staging file that :meth:`commit` uploads with ``upload(path,
+    size)`` (a remote backend's durable store). The staging file is kept after the commit
+    for the analysis worker and copies, and deleted by :meth:`release` (or on failure)."""
+
+    def __init__(self, key: str, fd: int, tmp: Path,
+                 upload: Callable[[Path, int], Awaitable[None]]) -> None:
+        super().__init__(key, tmp, fd, tmp)
+        self._upload = upload
+        self._released = False
+
+    @classmethod
+    def open_staging(cls, key: str, tmp: Path,
+                     upload: Callable[[Path, int], Awaitable[None]]) -> StagedDraft:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return cls(key, fd, tmp, upload)
+
+    def _close_sync(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is None:
+            raise OSError(errno.EBADF, "blob draft is closed")
+        os.close(fd)  # no fsync: the upload, not this file, makes the blob durable
+
+    async def commit(self) -> None:
+        """Upload the staged bytes; durable once this returns. On failure the staging
+        file is gone and the backend's error (StorageUnavailable …) is raised."""
+        try:
+            await self._run(self._close_sync)
+            await self._upload(self.tmp, self.size)
+        except BaseException:
+            await asyncio.to_thread(self.tmp.unlink, True)
+            raise
+        self.committed = True
+
+    async def release(self) -> None:
+        if self.committed and not self._released:
+            self._released = True
+            await asyncio.to_thread(self.tmp.unlink, True)

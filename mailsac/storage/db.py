@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailsac.errors import InvalidRequest, StorageUnavailable
+from mailsac.node import NODE_ID
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
+NODE_SETTING = "mailsac.node"
+CLUSTER_SETTING = "mailsac.cluster"
+
+
 def create_engine(url: str, pool_size: int = 10, *, connect_timeout: float = 5.0,
-                  command_timeout: float = 60.0) -> AsyncEngine:
+                  command_timeout: float = 60.0, cluster: str = "") -> AsyncEngine:
     """The pooled engine. ``connect_timeout`` bounds opening a connection (a hung server
     accepts the socket but never answers the start-up), ``command_timeout`` any single
-    statement; callers bound their whole operation further (see :func:`connect`)."""
+    statement; callers bound their whole operation further (see :func:`connect`).
+    ``cluster`` (``MAILSAC_CLUSTER``) tags this node's NOTIFYs with its service's name."""
     return create_async_engine(
         normalize_url(url),
         pool_size=pool_size,
@@ -40,7 +46,9 @@ def create_engine(url: str, pool_size: int = 10, *, connect_timeout: float = 5.0
         pool_pre_ping=False,
         pool_timeout=DB_TIMEOUT,
         # Fail fast instead of hanging when the server is unreachable.
-        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
+        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout,
+                      # Tags this node's NOTIFYs (migration 0010's trigger reads it).
+                      "server_settings": {NODE_SETTING: NODE_ID, CLUSTER_SETTING: cluster}},
     )
 
 

@@ -62,6 +62,12 @@ def _read_batches(path: Path) -> list[dict[str, Any]]:
     return batches
 
 
+def pending_under(root: Path) -> bool:
+    """Does any journal in ``root`` or below it (``serve --processes N`` gives each child
+    its own sub-directory) still hold batches? Their blobs have no rows yet."""
+    return root.is_dir() and any(root.rglob("*.jsonl"))
+
+
 class Journal:
     """Append-only, fsynced batches of rows awaiting the database."""
 

@@ -29,6 +29,10 @@ limiter can cache ``retry_after`` per key. Use :meth:`Limiter.hit_all` to admit 
 against several limits atomically. If the counter reaches its ``max_entries`` cap its oldest
 entries are evicted, which can only lower counts (fail-open, memory stays bounded); watch
 ``counter.evictions``. Not thread-safe (event loop only), like the counter.
+
+With :attr:`Limiter.shared` set (a :class:`~mailsac.throttle.shared.SharedCounts`), a key's
+count is its local count plus the other nodes' estimate, and recorded events are tallied for
+them: the limits then hold for a cluster of nodes (see :mod:`mailsac.throttle.shared`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from mailsac.throttle.counter import Counter, TopKey
+
+if TYPE_CHECKING:
+    from mailsac.throttle.shared import SharedCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +158,8 @@ class Limiter:
             namespaces.add(limit.namespace)
         self._retry_at: dict[tuple[str, str], float] = {}
         self._cache_size = cache_size
+        self.shared: SharedCounts | None = None
+        """Counts shared with other nodes (None: this node's counts only)."""
 
     @property
     def limits(self) -> list[Limit]:
@@ -200,10 +210,15 @@ class Limiter:
         return {name: {"allowed": s.allowed, "denied": s.denied} for name, s in self.stats.items()}
 
     def _evaluate(self, limit: Limit, key: str) -> Decision:
-        count = self.counter.count(limit.namespace, key) + 1
+        local = self.counter.count(limit.namespace, key) + 1
+        shared = self.shared
+        count = local if shared is None else local + shared.remote(limit.namespace, key)
         if count <= limit.max_count:
             return Decision(True, 0.0, limit.name, count, limit.max_count)
-        retry = self._retry_after(limit, key, count - limit.max_count)
+        if local > limit.max_count or shared is None:
+            retry = self._retry_after(limit, key, local - limit.max_count)
+        else:  # over the limit only with the other nodes' events: wait for those to age
+            retry = shared.retry_after(limit.namespace, key, count - limit.max_count)
         text = limit.subject.format(key=_printable(key))
         reason = (
             f"{text} ({count} in the last {limit.window_seconds:g} s, limit {limit.max_count});"
@@ -215,6 +230,10 @@ class Limiter:
         if self._retry_at:
             self._retry_at.pop((limit.namespace, key), None)
         count = self.counter.put(limit.namespace, key)
+        shared = self.shared
+        if shared is not None:
+            shared.record(limit.namespace, key)
+            count += shared.remote(limit.namespace, key)
         return Decision(True, 0.0, limit.name, count, limit.max_count)
 
     def _retry_after(self, limit: Limit, key: str, excess: int) -> float:

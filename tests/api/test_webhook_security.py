@@ -18,6 +18,8 @@ from urllib.parse import quote
 import pytest
 import websockets
 
+from mailsac.storage.db import ensure_database, run_migrations
+from mailsac.storage.embedded import EmbeddedPostgres
 from tests.helpers import (
     Receiver,
     ServerHandle,
@@ -195,10 +197,16 @@ def test_keys_and_webhook_secrets_stay_out_of_the_log(guarded: ServerHandle,
         receiver.close()
 
 
-def test_breaker_pauses_a_dead_host_without_using_up_attempts(database_url: str) -> None:
+def test_breaker_pauses_a_dead_host_without_using_up_attempts(pg_server: EmbeddedPostgres
+                                                               ) -> None:
+    # A database of its own: every node on a database dispatches its webhooks (one
+    # service), so the session's other servers, without this breaker, would send them too.
+    url = pg_server.url("mailsac_breaker_" + uuid.uuid4().hex[:8])
+    asyncio.run(ensure_database(url))
+    run_migrations(url)
     data_dir = Path(tempfile.mkdtemp(prefix="mailsac-test-breaker-"))
     handle = start_server(data_dir, {
-        "DATABASE_URL": database_url, "MAILSAC_WEBHOOK_BREAKER_FAILURES": "2",
+        "DATABASE_URL": url, "MAILSAC_WEBHOOK_BREAKER_FAILURES": "2",
         "MAILSAC_WEBHOOK_BREAKER_COOLDOWN": "60", "MAILSAC_WEBHOOK_PER_ACCOUNT": "1"})
     try:
         _, key = new_account(handle, "breaker")

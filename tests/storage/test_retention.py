@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from mailsac.storage import MessageRecord, new_blob_key
 from mailsac.storage import accounts as account_store
 from mailsac.storage import messages as queries
 from mailsac.storage.db import create_engine
-from mailsac.storage.retention import RetentionPolicy, RetentionSweeper
+from mailsac.storage.retention import EXPIRY_REWALK, RetentionPolicy, RetentionSweeper
 
 NOW = 2_000_000_000.0  # a fixed "now" for the injected clock
 
@@ -55,7 +56,7 @@ async def _ids(engine: AsyncEngine, inbox: str) -> list[str]:
         return [r.id for r in await queries.list_inbox(conn, inbox, limit=1000)]
 
 
-def _sweeper(engine: AsyncEngine, dropped: Dropped, **policy: int) -> RetentionSweeper:
+def _sweeper(engine: AsyncEngine, dropped: Dropped, **policy: float) -> RetentionSweeper:
     return RetentionSweeper(engine, dropped, RetentionPolicy(**policy),  # type: ignore[arg-type]
                             clock=lambda: NOW)
 
@@ -137,3 +138,108 @@ async def test_hot_queries_use_indexes(engine: AsyncEngine) -> None:
         for index, query in plans.items():
             plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + query)))
             assert index in plan, plan
+
+
+class Calls(Dropped):
+    """Records every drop_blobs call, to check they are bounded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def __call__(self, keys: list[str]) -> None:
+        self.sizes.append(len(keys))
+        await super().__call__(keys)
+
+
+async def test_scan_that_times_out_resumes_at_the_next_pass(engine: AsyncEngine) -> None:
+    inbox = f"r{uuid.uuid4().hex[:8]}@retention.test"
+    records = [record(inbox, timedelta(minutes=n)) for n in range(9)]
+    await _store(engine, records)
+    # Never told about the inbox, and every scan chunk times out at once.
+    sweeper = _sweeper(engine, Dropped())
+    sweeper.policy = replace(sweeper.policy, scan_timeout=1e-9)
+    report = await sweeper.sweep_once()
+    assert report.scan_complete is False
+    assert sweeper.scan_pending
+    assert len(await _ids(engine, inbox)) == 9  # not trimmed yet ...
+    sweeper.policy = replace(sweeper.policy, scan_timeout=5.0)
+    report = await sweeper.sweep_once()
+    assert report.scan_complete is True
+    assert not sweeper.scan_pending
+    assert await _ids(engine, inbox) == [r.id for r in records[:6]]  # ... but not skipped
+
+
+async def test_scan_in_small_chunks_finds_every_overfull_inbox(engine: AsyncEngine) -> None:
+    inboxes = [f"r{uuid.uuid4().hex[:8]}-{n}@retention.test" for n in range(5)]
+    await _store(engine, [record(box, timedelta(minutes=m)) for box in inboxes
+                          for m in range(8)])
+    sweeper = _sweeper(engine, Dropped(), scan_rows=3)  # many chunks, keyset-paginated
+    report = await sweeper.sweep_once()
+    assert report.scan_complete is True
+    for box in inboxes:
+        assert len(await _ids(engine, box)) == 6
+
+
+async def test_trimming_many_inboxes_in_large_and_small_batches(engine: AsyncEngine) -> None:
+    for batch in (7, 50_000):
+        tag = uuid.uuid4().hex[:8]
+        sizes = {f"big{tag}@retention.test": 300, f"mid{tag}@retention.test": 7,
+                 f"few{tag}@retention.test": 3}
+        public = {box: [record(box, timedelta(seconds=s)) for s in range(n)]
+                  for box, n in sizes.items()}
+        big = f"big{tag}@retention.test"
+        starred = record(big, timedelta(days=1), saved_by="acct")
+        private = record(big, timedelta(days=2), account="default")
+        await _store(engine, [*(r for rs in public.values() for r in rs), starred, private])
+        calls = Calls()
+        sweeper = _sweeper(engine, calls, batch=batch, max_batch=batch, blob_batch=40)
+        sweeper._full_scan = False
+        sweeper.touched(r for rs in public.values() for r in rs)
+        report = await sweeper.sweep_once()
+        assert report.over_inbox_limit == 294 + 1
+        assert await _ids(engine, big) == [r.id for r in public[big][:6]] + [
+            starred.id, private.id]
+        for box, rs in public.items():
+            if box != big:
+                assert await _ids(engine, box) == [r.id for r in rs[:6]]
+        gone = {r.blob_key for rs in public.values() for r in rs[6:]}
+        assert set(calls.keys) == gone and len(calls.keys) == len(gone)
+        assert max(calls.sizes) <= 40
+
+
+async def test_expiry_in_key_ranges_with_ties_and_shared_blobs(engine: AsyncEngine) -> None:
+    inbox = f"r{uuid.uuid4().hex[:8]}@retention.test"
+    # 30 expired rows with only 3 distinct times: batch boundaries fall inside ties.
+    old = [record(inbox, timedelta(days=5, minutes=n % 3)) for n in range(30)]
+    fresh = record(inbox, timedelta(hours=1))
+    # A private copy of the first (one blob, two rows) keeps the blob alive.
+    shared = replace(record(f"p{inbox}", timedelta(days=9), account="default"),
+                     blob_key=old[0].blob_key)
+    await _store(engine, [*old, fresh, shared])
+    calls = Calls()
+    sweeper = _sweeper(engine, calls, batch=4, max_batch=4)
+    sweeper._full_scan = False
+    report = await sweeper.sweep_once()
+    assert report.expired >= 30
+    assert report.transactions >= 3  # one key range per distinct time at least
+    assert await _ids(engine, inbox) == [fresh.id]
+    assert await _ids(engine, f"p{inbox}") == [shared.id]
+    assert old[0].blob_key not in calls.keys
+    assert {r.blob_key for r in old[1:]} <= set(calls.keys)
+
+
+async def test_mail_made_public_behind_the_expiry_mark_expires_later(
+        engine: AsyncEngine) -> None:
+    inbox = f"r{uuid.uuid4().hex[:8]}@retention.test"
+    await _store(engine, [record(inbox, timedelta(days=5))])
+    sweeper = _sweeper(engine, Dropped())
+    sweeper._full_scan = False
+    await sweeper.sweep_once()  # leaves its mark at that message's time
+    starred = record(inbox, timedelta(days=6), saved_by="acct")
+    await _store(engine, [starred])
+    async with engine.begin() as conn:  # unstarred: public, and older than the mark
+        await queries.update_message(conn, starred.id, saved_by=None)
+    for _ in range(EXPIRY_REWALK):
+        await sweeper.sweep_once()
+    assert await _ids(engine, inbox) == []

@@ -15,7 +15,8 @@ from mailsac.delivery import InboundMessage, build_records, public_routes
 from mailsac.errors import StorageFull, StorageUnavailable
 from mailsac.mime import parse_message
 from mailsac.policy import parse_recipient
-from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
+from mailsac.storage import LocalBlobStore as BlobStore
+from mailsac.storage import MessageRecord, MetadataWriter, new_blob_key
 from mailsac.storage import messages as queries
 from mailsac.storage.db import create_engine
 from mailsac.storage.sweeper import sweep_orphans
