@@ -46,6 +46,7 @@ from mailsac.smtp.auth import build_auth as build_smtp_auth
 from mailsac.smtp.budget import DataBudget
 from mailsac.smtp.handler import MailsacHandler
 from mailsac.smtp.listener import SmtpListener
+from mailsac.spam_autolearn import AutoLearner
 from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MetadataWriter
 from mailsac.storage.blobs_select import create_blob_store
@@ -94,6 +95,7 @@ class Services:
     reuse_port: bool = False  # a --processes child: its siblings bind the same ports
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     cluster: ClusterEvents | None = None  # other nodes' message changes → hub
+    autolearn: AutoLearner | None = None  # MAILSAC_SPAM_AUTOLEARN
     draining: bool = False  # SIGTERM came: GET /readyz answers 503 (MAILSAC_DRAIN_SECONDS)
 
     def ready(self) -> bool:
@@ -129,6 +131,8 @@ class Services:
             "cluster_notifications": self.cluster.received if self.cluster else 0,
             "cluster_published": self.cluster.published if self.cluster else 0,
             "webhooks": dict(self.webhooks.outcomes),
+            "spam_followed": self.spam.followed,
+            "spam_autolearn": dict(self.autolearn.outcomes) if self.autolearn else {},
             "cache_bytes": self.mailboxes.cache.bytes,
             "render_cache_bytes": self.mailboxes.renderings.cache.bytes,
             "data_memory_used": self.smtp.budget.used,
@@ -256,6 +260,12 @@ def build_services(settings: Settings, database_url: str,
         cluster=ClusterEvents(engine, database_url, hub, directory,
                               touched=retention.touched_items, cluster=settings.cluster),
     )
+
+    if settings.spam_autolearn:
+        services.autolearn = AutoLearner(
+            spam, blobs.read, spam_at=settings.spam_autolearn_spam,
+            ham_at=settings.spam_autolearn_ham, per_hour=settings.spam_autolearn_per_hour)
+        delivery.add_listener(services.autolearn.offer)
 
     def pop3_denied(ip: str) -> str | None:  # the gate's deny-list, current after reloads
         entry = gate.deny.match_ip(ip)

@@ -282,6 +282,20 @@ class Settings:
     spam_feedback_per_account: int = _setting(
         500, "MAILSAC_SPAM_FEEDBACK_PER_ACCOUNT",
         "spam (and not-spam) feedback rows per account and class (at most the model's 500)")
+    spam_follow_interval: float = _setting(
+        2.0, "MAILSAC_SPAM_FOLLOW_INTERVAL",
+        "seconds between polls for spam feedback stored by other nodes (their lessons "
+        "reach this node's scores within it)")
+    spam_autolearn: bool = _setting(
+        False, "MAILSAC_SPAM_AUTOLEARN",
+        "learn confidently scored new mail automatically (capped like one account; see "
+        "README for the risks)")
+    spam_autolearn_spam: float = _setting(
+        0.99, "MAILSAC_SPAM_AUTOLEARN_SPAM", "auto-learn mail scoring at least this as spam")
+    spam_autolearn_ham: float = _setting(
+        0.01, "MAILSAC_SPAM_AUTOLEARN_HAM", "auto-learn mail scoring at most this as ham")
+    spam_autolearn_per_hour: int = _setting(
+        200, "MAILSAC_SPAM_AUTOLEARN_PER_HOUR", "auto-learned messages per hour at most")
     # -- HTTP limits (mailsac.httpserver, mailsac.api.limits, web viewer sessions) --------
     http_max_body: int = _setting(
         1024 * 1024, "MAILSAC_HTTP_MAX_BODY",
@@ -460,6 +474,11 @@ def validate(settings: Settings) -> None:
     if settings.throttle_sync_interval < 0 or not settings.cluster.strip():
         raise SettingsError("MAILSAC_THROTTLE_SYNC_INTERVAL must not be negative and "
                             "MAILSAC_CLUSTER not empty")
+    if settings.spam_follow_interval <= 0 or settings.spam_autolearn_per_hour <= 0 or not (
+            0.0 <= settings.spam_autolearn_ham < 0.5 < settings.spam_autolearn_spam <= 1.0):
+        raise SettingsError("MAILSAC_SPAM_FOLLOW_INTERVAL and MAILSAC_SPAM_AUTOLEARN_PER_HOUR "
+                            "must be positive, and 0 <= MAILSAC_SPAM_AUTOLEARN_HAM < 0.5 < "
+                            "MAILSAC_SPAM_AUTOLEARN_SPAM <= 1")
     if settings.ui_public not in ("latest", "full"):
         raise SettingsError("MAILSAC_UI_PUBLIC must be 'latest' or 'full'")
     if settings.public_inbox_limit < 1 or settings.public_max_age_hours <= 0:

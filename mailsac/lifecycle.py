@@ -164,6 +164,10 @@ async def start(services: Services) -> None:
         services.retention.run_forever(settings.retention_interval), name="retention"))
     services.tasks.append(asyncio.create_task(services.webhooks.run(), name="webhooks"))
     services.tasks.append(asyncio.create_task(services.loop_monitor.run(), name="loop-monitor"))
+    services.tasks.append(asyncio.create_task(  # lessons taught through other nodes
+        services.spam.follow_forever(settings.spam_follow_interval), name="spam-follow"))
+    if services.autolearn is not None:
+        services.tasks.append(asyncio.create_task(services.autolearn.run(), name="autolearn"))
     if services.gate.sync is not None:  # throttle counts shared with the cluster
         services.tasks.append(asyncio.create_task(services.gate.sync.run(),
                                                   name="throttle-sync"))

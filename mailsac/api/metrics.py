@@ -83,6 +83,15 @@ class ServiceCollector(Collector):
         for outcome, count in sorted(s["webhooks"].items()):
             webhooks.add_metric([outcome], count)
         yield webhooks
+        yield CounterMetricFamily("mailsac_spam_followed_updates",
+                                  "Spam feedback updates learned from other nodes",
+                                  value=s["spam_followed"])
+        autolearn = CounterMetricFamily("mailsac_spam_autolearn",
+                                        "Auto-learning candidates by outcome",
+                                        labels=["outcome"])
+        for outcome, count in sorted(s["spam_autolearn"].items()):
+            autolearn.add_metric([outcome], count)
+        yield autolearn
         yield GaugeMetricFamily("mailsac_parsed_cache_bytes", "Parsed-message cache size",
                                 value=s["cache_bytes"])
         yield GaugeMetricFamily("mailsac_render_cache_bytes", "Body-rendering cache size",

@@ -26,6 +26,12 @@ training corpus, not spam, and misfire on present-day short transactional mail:
   automated senders rarely do); ``fn:has_addr`` (an address posing as a name) stays;
 * the body-length bucket (``len:0``: 25 spam vs 5 ham, but most QA mail is one line).
 
+Structural tokens (how a message is built: HTML tricks, link tricks, encodings,
+obfuscation, sender consistency) come from :mod:`mailsac.spam.structure`; verdict tags of
+earlier filters are removed from the subject first.  Together they took the cross-corpus
+FNR (train SpamAssassin 2002, test CSDMC2010) from 39.6 % to 31.4 % before recalibration
+(22.8 % after it, with these tokens counted twice: :func:`mailsac.spam.bayes.hash_tokens`).
+
 Measured together with the scoring changes of :mod:`mailsac.spam.scoring` on the corpus
 and on the hand-written present-day set in ``tests/data/spam/modern``; see
 ``benchmarks/spam_bench.py``.
@@ -38,6 +44,7 @@ from collections.abc import Callable, Iterable
 
 from mailsac.mime import ParsedMessage, html_to_text
 from mailsac.spam import headers as hdr
+from mailsac.spam import structure
 from mailsac.spam.domains import is_ip, registrable_domain, tld
 
 __all__ = ["MAX_TEXT", "body_tokens", "extract_tokens", "field_tokens"]
@@ -243,6 +250,7 @@ def field_tokens(
     subject: str, from_addr: str, from_name: str, to_count: int, out: set[str]
 ) -> None:
     """Tokens of the fields every interface has (also used by :func:`check_spam`)."""
+    subject = structure.strip_subject_tags(subject)
     _words(subject, "s:", out)
     letters = [c for c in subject if c.isalpha()]
     if not subject.strip():
@@ -271,11 +279,25 @@ def field_tokens(
     out.add(f"to:n:{bucket(to_count)}")
 
 
+def structure_tokens(
+    msg: ParsedMessage, html: str, html_text: str, from_domain: str, out: set[str],
+    raw: bytes | None = None,
+) -> None:
+    """The tokens of :mod:`mailsac.spam.structure` (how the message is built)."""
+    structure.url_host_tokens(msg.links, out)
+    if html:
+        structure.html_tokens(html, html_text, out)
+    structure.obfuscation_tokens((msg.text or html_text)[:MAX_TEXT], out)
+    structure.obfuscation_tokens(msg.subject[:500], out)
+    structure.encoding_tokens(msg.headers, structure.raw_subject(raw) if raw else "", out)
+    structure.name_tokens(msg, from_domain, out)
+
+
 def extract_tokens(msg: ParsedMessage, raw: bytes | None = None) -> set[str]:
     """All feature tokens of one message.
 
-    ``raw`` is accepted from callers that have it, but no feature needs the raw bytes
-    any more (transfer encodings were dropped, see the module docstring).
+    ``raw`` (when the caller has it) adds one raw-only signal: whether the Subject
+    header was RFC 2047 encoded (``subj:encoded``), which parsing decodes away.
     """
     out: set[str] = set()
     sender = msg.from_[0] if msg.from_ else None
@@ -293,6 +315,7 @@ def extract_tokens(msg: ParsedMessage, raw: bytes | None = None) -> set[str]:
     if html_text and (not text or html_text[:200] != text[:200]):
         body_tokens(html_text, out, recipients=rcpt)
     _link_tokens(msg.links, from_domain, out)
+    structure_tokens(msg, html, html_text, from_domain, out, raw)
     for att in msg.attachments[:20]:
         out.add("att:" + att.content_type[:40])
         if att.file_name and "." in att.file_name:

@@ -153,3 +153,30 @@ def test_operator_and_tenant_teaching_and_restart(
         assert "replayed" in handle.log()
     finally:
         assert stop_server(handle) == 0
+
+
+def test_operator_already_taught_lookup_uses_its_index(
+    private: tuple[Path, dict[str, str]]
+) -> None:
+    """Migration 0011: the lookup SpamFeedback._taught runs before every operator teaching
+    is an index probe (partial index over the operator's rows), not a table scan."""
+    import asyncio
+
+    import asyncpg
+
+    from mailsac.storage.db import asyncpg_dsn
+
+    async def plan() -> str:
+        conn = await asyncpg.connect(asyncpg_dsn(private[1]["DATABASE_URL"]))
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_seqscan = off")  # tiny table otherwise
+                rows = await conn.fetch(
+                    "EXPLAIN SELECT id FROM spam_feedback WHERE account_id IS NULL "
+                    "AND message_id = $1 AND is_spam IS true LIMIT 1", "sha256:x")
+        finally:
+            await conn.close()
+        return "\n".join(r[0] for r in rows)
+
+    text = asyncio.run(plan())
+    assert "ix_spam_feedback_operator_taught" in text, text

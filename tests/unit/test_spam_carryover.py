@@ -155,3 +155,59 @@ def test_iter_messages_reads_mbox_maildir_and_directories(tmp_path: Path) -> Non
     assert list(iter_messages(plain, True)) == [(raws[0], True)]
     with pytest.raises(CorpusError, match="--label"):
         list(iter_messages(plain, None))
+
+
+@pytest.mark.skipif(not (SA.is_dir() and CSDMC.is_dir()), reason="shared corpora absent")
+def test_cross_corpus_floors_both_directions_and_after_operator_teaching() -> None:
+    """The issue-17 bars on the two shipped corpora (all of CSDMC2010, a third of the
+    SpamAssassin corpus as the CS->SA test set, to keep this under a minute).
+
+    Full-corpus numbers (README): SA->CS AUC .9963 FPR .17 % FNR 22.8 %; CS->SA AUC
+    .9979 FPR .75 % FNR 4.4 %; CS stream taught with 1,000 operator labels AUC .9998
+    FPR .04 % FNR 5.5 %. Floors: the issue's targets (AUC >= .95 and FPR <= 1 % out of
+    the box; AUC >= .995, FPR <= .5 %, FNR <= 10 % after teaching), AUC tightened to
+    .99 (both directions reach .996), FPR loosened to 1.3 % for the sampled CS->SA set
+    (1,383 ham: one message is .07 %), and FNR bars that the previous model failed
+    (SA->CS 39.6 %, stream 17.4 %).
+    """
+    from mailsac.spam.corpus import load_corpus
+    from mailsac.spam.evaluate import metrics
+    from mailsac.spam.online import cross_corpus
+
+    cs = load_corpus(CSDMC)
+    sa = load_corpus(SA)[::3]
+    cs_docs = [message_hashes(s.raw) for s in cs]
+    cs_labels = [s.is_spam for s in cs]
+    shipped = default_model()  # trained on the whole SpamAssassin corpus only
+    sa_to_cs = metrics(np.array([shipped.score_hashes(d) for d in cs_docs]),
+                       np.array(cs_labels))
+    assert sa_to_cs.auc >= 0.99 and sa_to_cs.fpr <= 0.01 and sa_to_cs.fnr <= 0.30, \
+        sa_to_cs.line()
+    cs_to_sa = cross_corpus(cs_docs, cs_labels, [message_hashes(s.raw) for s in sa],
+                            [s.is_spam for s in sa])
+    assert cs_to_sa.auc >= 0.99 and cs_to_sa.fpr <= 0.013 and cs_to_sa.fnr <= 0.10, \
+        cs_to_sa.line()
+    order = delivery_order(cs, "shuffle", 0)
+    taught = stream(shipped.copy(), [cs_docs[i] for i in order], [cs_labels[i] for i in order],
+                    learn="operator", warmup=1000, learn_limit=1000)
+    tail = taught.after_warmup
+    assert tail is not None
+    assert tail.auc >= 0.995 and tail.fpr <= 0.005 and tail.fnr <= 0.10, tail.line()
+
+
+def test_operator_layer_weighs_more_than_one_shipped_message() -> None:
+    """Operator labels count ``operator_weight`` times when scoring; the stored update
+    stays unweighted, so replaying it after a restart gives the same score."""
+    raw = BASE + b"\r\nHi, the quarterly zyxqwv figures for the zyxqwv review.\r\n"
+    plain, heavy = default_model().copy(), default_model().copy()
+    plain.operator_weight = 1.0
+    assert heavy.operator_weight > 1.0
+    untaught = heavy.score(raw)
+    for model in (plain, heavy):
+        for _ in range(3):
+            update = model.learn(raw, True)
+    assert untaught < plain.score(raw) < heavy.score(raw)
+    assert update.spam_docs == 1.0
+    replayed = default_model().copy()
+    replayed.apply_updates(heavy.export_state())
+    assert replayed.score(raw) == pytest.approx(heavy.score(raw))
