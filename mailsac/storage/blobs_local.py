@@ -18,7 +18,7 @@ import aiofiles
 
 from mailsac.errors import MessageNotFound, StorageFull, StorageUnavailable
 from mailsac.storage.blobs import TMP_MIN_AGE, TMP_SUFFIX, BlobStore, check_key
-from mailsac.storage.blobwriter import BlobDraft, storage_error
+from mailsac.storage.blobwriter import BlobDraft, start_draft
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +94,12 @@ class LocalBlobStore(BlobStore):
         """A temp file for blob ``key`` that fills chunk by chunk (see BlobDraft)."""
         final = self.path_for(key)
 
-        def work() -> BlobDraft:
+        def open_sync() -> BlobDraft:
             draft = BlobDraft.open_sync(key, final)
             self._made_dirs.add(final.parent)
-            try:
-                draft._write_sync(first)
-            except BaseException:
-                draft._discard_sync()
-                raise
-            draft.size = len(first)
             return draft
 
-        try:
-            return await asyncio.to_thread(work)
-        except OSError as exc:
-            raise storage_error(exc) from exc
+        return await start_draft(open_sync, first)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mailsac.errors import MailsacError, StorageUnavailable
 from mailsac.storage.blobs import TMP_MIN_AGE, TMP_SUFFIX, BlobStore, check_key
-from mailsac.storage.blobwriter import BlobDraft, StagedDraft, storage_error
+from mailsac.storage.blobwriter import BlobDraft, StagedDraft, start_draft
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +80,7 @@ class StagedBlobStore(BlobStore):
         async def upload(path: Path, size: int) -> None:
             await self.upload_file(key, path, size)
 
-        def work() -> BlobDraft:
-            draft = StagedDraft.open_staging(key, tmp, upload)
-            try:
-                draft._write_sync(first)
-            except BaseException:
-                draft._discard_sync()
-                raise
-            draft.size = len(first)
-            return draft
-
-        try:
-            return await asyncio.to_thread(work)
-        except OSError as exc:
-            raise storage_error(exc) from exc
+        return await start_draft(lambda: StagedDraft.open_staging(key, tmp, upload), first)
 
     @contextmanager
     def failures(self, what: str) -> Iterator[None]:

@@ -202,3 +202,23 @@ class StagedDraft(BlobDraft):
         if self.committed and not self._released:
             self._released = True
             await asyncio.to_thread(self.tmp.unlink, True)
+
+
+async def start_draft(open_sync: Callable[[], BlobDraft], first: bytes) -> BlobDraft:
+    """Open a draft (``open_sync``, in a thread) and write its ``first`` bytes; on any
+    failure nothing is left behind, and OS errors become storage errors."""
+
+    def work() -> BlobDraft:
+        draft = open_sync()
+        try:
+            draft._write_sync(first)
+        except BaseException:
+            draft._discard_sync()
+            raise
+        draft.size = len(first)
+        return draft
+
+    try:
+        return await asyncio.to_thread(work)
+    except OSError as exc:
+        raise storage_error(exc) from exc
