@@ -131,6 +131,7 @@ class Services:
             "cluster_notifications": self.cluster.received if self.cluster else 0,
             "cluster_published": self.cluster.published if self.cluster else 0,
             "webhooks": dict(self.webhooks.outcomes),
+            "smtp_auth": dict(handler.auth.outcomes) if handler.auth else {},
             "spam_followed": self.spam.followed,
             "spam_autolearn": dict(self.autolearn.outcomes) if self.autolearn else {},
             "cache_bytes": self.mailboxes.cache.bytes,

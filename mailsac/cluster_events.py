@@ -122,7 +122,8 @@ class ClusterEvents:
                 self.listening, backoff = True, 0.5
                 if not first:
                     self.reconnects += 1
-                    self._queue.put_nowait((time.monotonic(), ""))  # "" = catch up now
+                    with contextlib.suppress(asyncio.QueueFull):  # full: it catches up anyway
+                        self._queue.put_nowait((time.monotonic(), ""))  # "" = catch up now
                 first = False
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):

@@ -83,6 +83,11 @@ class ServiceCollector(Collector):
         for outcome, count in sorted(s["webhooks"].items()):
             webhooks.add_metric([outcome], count)
         yield webhooks
+        smtp_auth = CounterMetricFamily("mailsac_smtp_auth", "SMTP AUTH attempts by outcome",
+                                        labels=["outcome"])
+        for outcome, count in sorted(s["smtp_auth"].items()):
+            smtp_auth.add_metric([outcome], count)
+        yield smtp_auth
         yield CounterMetricFamily("mailsac_spam_followed_updates",
                                   "Spam feedback updates learned from other nodes",
                                   value=s["spam_followed"])

@@ -77,6 +77,14 @@ def session_account(session: Session) -> str | None:
     return None
 
 
+AUTH_OUTCOMES = ("accepted", "anonymous", "invalid", "throttled", "denied", "needs_tls",
+                 "unavailable")
+"""``accepted``: an account's credentials; ``anonymous``: accepted without an account
+(``MAILSAC_SMTP_AUTH_ACCEPT_ANY``); ``invalid``: bad credentials; ``throttled``: too many
+failures from the client; ``denied``: a deny-listed client; ``needs_tls``: AUTH before
+STARTTLS; ``unavailable``: the database could not be asked."""
+
+
 class SmtpAuth:
     """The AUTH policy and mechanisms of one SMTP service (main and capture ports)."""
 
@@ -92,6 +100,8 @@ class SmtpAuth:
         self.plaintext = plaintext
         self.accept_any = accept_any
         self._denied = denied
+        #: Login attempts by outcome, for ``/metrics`` (counts only: never names or keys).
+        self.outcomes = dict.fromkeys(AUTH_OUTCOMES, 0)
 
     def offered(self, session: Session) -> bool:
         """Credentials may be sent on this connection now."""
@@ -158,6 +168,7 @@ class SmtpAuth:
                               "(RFC 4954 section 4): RSET first")
             return False
         if not self.offered(session):
+            self.outcomes["needs_tls"] += 1
             await server.push(str(replies.S538_AUTH_NEEDS_TLS))
             return False
         return True
@@ -191,6 +202,7 @@ class SmtpAuth:
         ip = peer_ip(session)
         reason = self._denied(ip) if self._denied is not None else None
         if reason is not None:
+            self.outcomes["denied"] += 1
             await server.push(str(replies.S554_DENIED.with_text(
                 f"Connections from {ip} are refused: {reason}")))
             return
@@ -202,6 +214,7 @@ class SmtpAuth:
             if accept_any:  # the credentials are not even checked any more
                 await self._accept(server, None)
                 return
+            self.outcomes["throttled"] += 1
             wait = max(1, math.ceil(exc.retry_after))
             await server.push(str(replies.S454_AUTH_TOO_MANY.with_text(
                 f"Too many failed authentication attempts from {ip}; try again in {wait} s")))
@@ -212,18 +225,20 @@ class SmtpAuth:
             if accept_any:
                 await self._accept(server, None)
                 return
+            self.outcomes["invalid"] += 1
             await asyncio.sleep(self.delay)
             await server.push(str(replies.S535_AUTH_INVALID))
             return
         except StorageUnavailable:
+            self.outcomes["unavailable"] += 1
             await server.push(str(replies.S454_AUTH_TEMPORARY))
             return
         await self._accept(server, identity.account_id)
 
-    @staticmethod
-    async def _accept(server: SMTP, account_id: str | None) -> None:
+    async def _accept(self, server: SMTP, account_id: str | None) -> None:
         """Record the outcome and send 235 ourselves: returning ``success=True`` would make
         aiosmtpd set its deprecated ``login_data``, which logs a warning every time."""
+        self.outcomes["anonymous" if account_id is None else "accepted"] += 1
         session = server.session
         assert session is not None
         session.authenticated = True

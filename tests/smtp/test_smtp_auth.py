@@ -10,6 +10,7 @@ failures are counted per client IP (and per /24: 5 x 4 = 20 in all for 127.0.0.0
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 import time
 import uuid
@@ -188,9 +189,17 @@ def test_bad_foreign_and_revoked_keys_are_refused(capture_server: ServerHandle) 
         assert login_code(smtp, other_account, other_key)[0] == 235
 
 
+def _auth_outcomes(server: ServerHandle) -> dict[str, float]:
+    """``mailsac_smtp_auth_total`` by outcome, from ``GET /metrics``."""
+    text = httpx.get(server.http_url + "/metrics", timeout=30).text
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^mailsac_smtp_auth_total\{outcome="(\w+)"\} (\S+)$', text, re.MULTILINE)}
+
+
 def test_failed_logins_are_limited_per_client(capture_server: ServerHandle) -> None:
     account, key = new_account(capture_server, "limit")
     guesser = "127.0.0.5"
+    before = _auth_outcomes(capture_server)
     for _ in range(FAILURES):
         with connect(capture_server, source=guesser) as smtp:
             assert login_code(smtp, account, "k_guessguessguessguessguess0")[0] == 535
@@ -201,6 +210,10 @@ def test_failed_logins_are_limited_per_client(capture_server: ServerHandle) -> N
         assert smtp.sendmail("a@example.org", [inbox], make_message(inbox)) == {}
     with connect(capture_server, source="127.0.0.6") as smtp:  # another client: unaffected
         assert login_code(smtp, account, key)[0] == 235
+    after = _auth_outcomes(capture_server)  # counted by outcome, for /metrics
+    assert after["invalid"] - before["invalid"] == FAILURES
+    assert after["throttled"] - before["throttled"] == 1
+    assert after["accepted"] - before["accepted"] == 1
 
 
 def test_auth_is_refused_to_a_deny_listed_client(capture_server: ServerHandle) -> None:
