@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import nh3
 
+from mailsac.mime.css import STYLE_PROPERTIES, sanitize_style
 from mailsac.mime.htmlscan import has_remote_images, html_to_text, markup_depth
 from mailsac.mime.links import iter_text_urls
 from mailsac.mime.parse import Attachment, ParsedMessage
@@ -126,31 +127,24 @@ for _tag, _extra in {
     "tr": {"bgcolor"},
     "font": {"color", "face", "size"},
     "img": {"alt", "border"},
+    "hr": {"color", "size", "noshade"},
+    "col": {"bgcolor"},
     "ol": {"type"},
     "ul": {"type"},
 }.items():
     _ATTRS.setdefault(_tag, set()).update(_extra)
 _ATTRS.pop("area", None)
-# CSS properties that cannot load resources (no url(): background, list-style, content...)
-_STYLE_PROPERTIES = frozenset(
-    {
-        "color", "background-color", "font", "font-family", "font-size", "font-style",
-        "font-weight", "font-variant", "line-height", "letter-spacing", "word-spacing",
-        "text-align", "text-decoration", "text-indent", "text-transform", "vertical-align",
-        "white-space", "word-wrap", "word-break", "overflow-wrap", "direction",
-        "margin", "margin-top", "margin-right", "margin-bottom", "margin-left",
-        "padding", "padding-top", "padding-right", "padding-bottom", "padding-left",
-        "border", "border-top", "border-right", "border-bottom", "border-left",
-        "border-color", "border-style", "border-width", "border-collapse",
-        "border-spacing", "border-radius", "width", "height", "max-width", "min-width",
-        "max-height", "min-height", "display", "table-layout", "float", "clear",
-        "list-style-type",
-    }
-)  # fmt: skip
+# A <body> with attributes (a dark-mode mail's background and text colour) becomes a <div>:
+# the fragment parser drops <body> and its attributes, which would leave the mail's light
+# text colours on the viewer's white.
+_BODY_WITH_ATTRIBUTES = re.compile(r"<body(?=[\s/])", re.IGNORECASE)
 _LINK_SCHEMES = ("http:", "https:", "mailto:", "tel:", "#")
 
 
 def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
+    if attr == "style":
+        # Value-level CSS filtering (mailsac.mime.css); nh3 then re-checks property names.
+        return sanitize_style(value)
     if attr == "src":
         # Only inline images survive: remote (tracking) and relative sources are dropped.
         return value if value[:11].lower() == "data:image/" else None
@@ -177,7 +171,7 @@ def _cleaner(attribute_filter: Callable[[str, str, str], str | None]) -> nh3.Cle
         link_rel="noopener noreferrer nofollow",
         set_tag_attribute_values={"a": {"target": "_blank"}},
         url_schemes={"http", "https", "mailto", "tel", "data"},
-        filter_style_properties=_STYLE_PROPERTIES,
+        filter_style_properties=STYLE_PROPERTIES,
     )
 
 
@@ -198,6 +192,7 @@ def sanitized_html(msg: ParsedMessage, *, remote_images: bool = False) -> str:
     doc = dirty_html(msg)
     if not doc:
         return ""
+    doc = _body_as_div(doc)
     if markup_depth(doc, stop_at=MAX_MARKUP_DEPTH) >= MAX_MARKUP_DEPTH:
         return _text_fallback(msg)
     try:
@@ -207,6 +202,18 @@ def sanitized_html(msg: ParsedMessage, *, remote_images: bool = False) -> str:
             raise
         return _text_fallback(msg)
     return _truncate_html(clean, output_limit(len(doc)))
+
+
+def _body_as_div(doc: str) -> str:
+    """``doc`` with its first ``<body ...>`` renamed ``<div ...>`` if it carries a style
+    or a background colour (at most 4096 characters of the tag are looked at)."""
+    found = _BODY_WITH_ATTRIBUTES.search(doc)
+    if found is None:
+        return doc
+    tag = doc[found.end() : found.end() + 4096].partition(">")[0].lower()
+    if "style" not in tag and "bgcolor" not in tag:
+        return doc
+    return f"{doc[: found.start()]}<div{doc[found.end():]}"
 
 
 def _text_fallback(msg: ParsedMessage) -> str:
