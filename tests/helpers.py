@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -210,3 +211,11 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def metric(node: ServerHandle, name: str, labels: str = "") -> float:
+    """One sample of ``GET /metrics`` (0 when absent), e.g. ``metric(n, "x_total")``."""
+    text = httpx.get(node.http_url + "/metrics", timeout=30).text
+    pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0

@@ -26,7 +26,12 @@ from collections.abc import Callable
 
 from mailsac.listeners.admission import Admission
 from mailsac.listeners.logins import is_loopback
-from mailsac.listeners.proxy import HEADER_TIMEOUT, ProxyHeaderError, TrustedProxies, read_header
+from mailsac.listeners.proxy import (
+    HEADER_TIMEOUT,
+    ProxyHeaderError,
+    TrustedProxies,
+    client_address,
+)
 from mailsac.listeners.tls import CertificateStore
 from mailsac.mailbox import Mailboxes
 from mailsac.pop3.login import LoginChecker
@@ -112,22 +117,21 @@ class Pop3Listener:
         assert task is not None
         self._connections[task] = wire
         try:
-            if self.proxies.trusts(ip):
-                ip = await self._proxied_client(wire, ip)
-                if not ip:
-                    return
-            await self._serve(wire, ip)
+            client = await self._client_ip(wire, ip)
+            if client is not None:  # None: a trusted proxy sent no valid header
+                await self._serve(wire, client)
         except asyncio.CancelledError:
             pass  # only stop() cancels, as a last resort: end quietly
         finally:
             self._connections.pop(task, None)
             wire.close()
 
-    async def _proxied_client(self, wire: Wire, peer: str) -> str:
-        """The client named by the trusted proxy ``peer``'s PROXY header ("" when it is
-        bad or missing: the connection is refused)."""
+    async def _client_ip(self, wire: Wire, peer: str) -> str | None:
+        """The client: ``peer`` itself, or from a trusted proxy the one its PROXY header
+        names (None when that header is bad or missing: the connection is refused)."""
         try:
-            header = await read_header(wire.reader, self.proxy_timeout)
+            client = await client_address(wire.reader, (peer, 0), self.proxies,
+                                          self.proxy_timeout)
         except ProxyHeaderError as exc:
             log.warning("POP3 connection from proxy %s refused: %s", peer, exc)
             try:  # relayed to whoever connected: a clear reason, not a bare disconnect
@@ -135,8 +139,8 @@ class Pop3Listener:
                                  "from this load balancer")
             except (OSError, TimeoutError):
                 pass
-            return ""
-        return header.source[0] if header.source is not None else peer
+            return None
+        return client[0]
 
     async def _serve(self, wire: Wire, ip: str) -> None:
         try:

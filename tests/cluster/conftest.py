@@ -12,14 +12,12 @@ use unique inboxes.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from tests.helpers import ServerHandle, start_private_server, stop_private_server
@@ -65,13 +63,6 @@ def cluster(database_url: str) -> Iterator[StartCluster]:
     shutil.rmtree(blob_dir, ignore_errors=True)
     assert not problems, "\n".join(problems)
 
-
-def metric(node: ServerHandle, name: str, labels: str = "") -> float:
-    """One sample of ``GET /metrics`` (0 when absent), e.g. ``metric(n, "x_total")``."""
-    text = httpx.get(node.http_url + "/metrics", timeout=30).text
-    pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
-    found = re.search(pattern, text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 @pytest.fixture(params=["local", "postgres", "s3"])

@@ -17,8 +17,16 @@ import websockets
 
 from mailsac.storage.db import asyncpg_dsn
 from mailsac.storage.notify import CHANNEL, MAX_PAYLOAD, parse
-from tests.cluster.conftest import StartCluster, metric
-from tests.helpers import ADMIN_KEY, ServerHandle, client, deliver, new_account, unique_inbox
+from tests.cluster.conftest import StartCluster
+from tests.helpers import (
+    ADMIN_KEY,
+    ServerHandle,
+    client,
+    deliver,
+    metric,
+    new_account,
+    unique_inbox,
+)
 
 PATIENCE = 60.0  # generous: a loaded machine is slow, never wrong
 

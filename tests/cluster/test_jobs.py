@@ -17,8 +17,16 @@ import psutil
 
 from mailsac.storage.db import asyncpg_dsn
 from mailsac.storage.joblock import retention_key
-from tests.cluster.conftest import StartCluster, metric
-from tests.helpers import ServerHandle, client, make_message, new_account, send_raw, unique_inbox
+from tests.cluster.conftest import StartCluster
+from tests.helpers import (
+    ServerHandle,
+    client,
+    make_message,
+    metric,
+    new_account,
+    send_raw,
+    unique_inbox,
+)
 
 PATIENCE = 60.0
 

@@ -23,12 +23,12 @@ import pytest
 from mailsac.spam_autolearn import AUTO_ACCOUNT
 from mailsac.storage.db import asyncpg_dsn
 from mailsac.storage.embedded import EmbeddedPostgres
-from tests.cluster.conftest import metric
 from tests.helpers import (
     ServerHandle,
     client,
     deliver,
     make_message,
+    metric,
     start_server,
     stop_server,
     unique_inbox,

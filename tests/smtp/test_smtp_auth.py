@@ -10,7 +10,6 @@ failures are counted per client IP (and per /24: 5 x 4 = 20 in all for 127.0.0.0
 from __future__ import annotations
 
 import json
-import re
 import smtplib
 import time
 import uuid
@@ -25,6 +24,7 @@ from tests.helpers import (
     ServerHandle,
     client,
     make_message,
+    metric,
     new_account,
     start_private_server,
     stop_private_server,
@@ -191,9 +191,8 @@ def test_bad_foreign_and_revoked_keys_are_refused(capture_server: ServerHandle) 
 
 def _auth_outcomes(server: ServerHandle) -> dict[str, float]:
     """``mailsac_smtp_auth_total`` by outcome, from ``GET /metrics``."""
-    text = httpx.get(server.http_url + "/metrics", timeout=30).text
-    return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'^mailsac_smtp_auth_total\{outcome="(\w+)"\} (\S+)$', text, re.MULTILINE)}
+    return {outcome: metric(server, "mailsac_smtp_auth_total", f'{{outcome="{outcome}"}}')
+            for outcome in ("invalid", "throttled", "accepted")}
 
 
 def test_failed_logins_are_limited_per_client(capture_server: ServerHandle) -> None:
