@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailsac.directory import Directory, catch_all_address, domain_of
+from mailsac.directory import Directory, domain_of
 from mailsac.events import MessageDeleted, MessageStored
 from mailsac.forwarding.hub import MessageHub
 from mailsac.node import NODE_ID
@@ -50,16 +50,6 @@ CATCH_UP_MARGIN = timedelta(seconds=5)  # clock skew between nodes, commit delay
 CATCH_UP_LIMIT = 2000
 PING_INTERVAL = 5.0  # an idle LISTEN connection is checked this often
 MAX_BACKOFF = 10.0
-
-
-def notify_addresses(directory: Directory, inbox: str) -> tuple[str, ...]:
-    """The inboxes whose subscribers hear of a message stored in ``inbox``: itself and,
-    for a reserved address, its domain's catch-all (as :meth:`Directory.route` does)."""
-    if inbox in directory.addresses:
-        catch_all = catch_all_address(domain_of(inbox))
-        if catch_all != inbox and catch_all in directory.addresses:
-            return (inbox, catch_all)
-    return (inbox,)
 
 
 class ClusterEvents:
@@ -177,7 +167,7 @@ class ClusterEvents:
                 self._touched((item.inbox, item.account_id) for item in change.items)
             wanted.extend(item.id for item in change.items
                           if not self._hub.seen(item.id) and self._hub.wants(
-                              notify_addresses(self._directory, item.inbox),
+                              self._directory.notify_addresses(item.inbox),
                               domain_of(item.inbox)))
         loaded: dict[str, MessageRecord] = {}
         if wanted:
@@ -195,8 +185,8 @@ class ClusterEvents:
         if self._hub.seen(record.id):
             return
         self.published += 1
-        self._hub.publish(MessageStored(record, notify_addresses(self._directory,
-                                                                 record.inbox)))
+        self._hub.publish(MessageStored(
+            record, self._directory.notify_addresses(record.inbox)))
 
     def _publish_deleted(self, message_id: str, inbox: str) -> None:
         if self._hub.wants((inbox,), ""):

@@ -142,18 +142,27 @@ class Directory:
         local, _, domain = target.rpartition("@")
         return Recipient(local_part=local, domain=domain, original=recipient.original)
 
+    def notify_addresses(self, inbox: str) -> tuple[str, ...]:
+        """The inboxes whose subscribers hear of a message stored in ``inbox``: itself and,
+        for a reserved address, its domain's catch-all (used by :meth:`route` and for
+        messages other nodes stored)."""
+        if inbox in self.addresses:
+            catch_all = catch_all_address(domain_of(inbox))
+            if catch_all in self.addresses:
+                return (inbox, catch_all)
+        return (inbox,)
+
     async def route(self, recipient: Recipient) -> Route:
         recipient = await self.resolve_alias(recipient)
         inbox, domain = recipient.inbox, recipient.domain
-        catch_all = self.addresses.get(catch_all_address(domain))
-        catch_ids = (catch_all.id,) if catch_all is not None else ()
         reserved = self.addresses.get(inbox)
         if reserved is not None:
             return Route(inbox, recipient.original, domain, reserved.account_id,
-                         (inbox, *catch_ids))
+                         self.notify_addresses(inbox))
+        catch_all = self.addresses.get(catch_all_address(domain))
         if catch_all is not None:
             return Route(catch_all.id, recipient.original, domain, catch_all.account_id,
-                         catch_ids)
+                         (catch_all.id,))
         owned = self.domains.get(domain)
         return Route(inbox, recipient.original, domain,
                      owned.account_id if owned is not None else None)
