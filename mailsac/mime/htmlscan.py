@@ -20,6 +20,17 @@ _SKIP_CONTENT = {
     name: re.compile(rf"</{name}[^<>]*>", re.IGNORECASE)
     for name in ("script", "style", "title", "template", "noscript", "xml")
 }
+# markup_depth follows the HTML5 tokenizer more closely than the text scan needs to: a
+# tag name runs to whitespace, "/" or ">" (so "<script</table>" opens an element named
+# "script<", not a script), and only raw-text, RCDATA and script elements hide their
+# content, which ends at "</name" followed by whitespace, "/" or ">". <template>, <xml>
+# and <noscript> content is markup to the sanitizer's parser, so it is counted.
+_DEPTH_TAG = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)[^<>]*>?")
+_RAW_TEXT = {
+    name: re.compile(rf"</{name}(?=[\t\n\f\r />])", re.IGNORECASE)
+    for name in ("script", "style", "title", "textarea", "xmp", "iframe", "noembed",
+                 "noframes")
+}
 _PARAGRAPH = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote"})
 _LINE = frozenset(
     {
@@ -274,7 +285,7 @@ def markup_depth(doc: str, stop_at: int = 0) -> int:
         lt = doc.find("<", pos)
         if lt < 0:
             break
-        m = _TAG.match(doc, lt)
+        m = _DEPTH_TAG.match(doc, lt)
         if m is None:
             pos = lt + 1
             continue
@@ -283,8 +294,8 @@ def markup_depth(doc: str, stop_at: int = 0) -> int:
         if m.group(1):
             nesting.end(name)
             continue
-        if name in _SKIP_CONTENT:
-            skip = _SKIP_CONTENT[name].search(doc, pos)
+        if name in _RAW_TEXT:
+            skip = _RAW_TEXT[name].search(doc, pos)
             pos = end if skip is None else skip.end()
             continue
         nesting.start(name, m.group(0).lower())

@@ -83,6 +83,15 @@ PAYLOADS: list[tuple[str, Callable[[int], str]]] = [
     ("entities", lambda n: "&#" * n + "&amp;" * n),
     ("urls", lambda n: "http://x.example/" + "." * n + " https://" * n),
     ("br-flood", lambda n: "<br>" * n),
+    # Content the sanitizer's HTML5 parser reads as markup although a simpler scanner
+    # would skip it: each of these once slipped past the depth estimate (hypothesis found
+    # the first; n -> 8n cost x30-46).
+    ("tag-name-with-lt", lambda n: "<script</table>--></script<br>" * n),
+    ("template-deep", lambda n: "<template>" + "<div>" * n),
+    ("xml-deep", lambda n: "<xml>" + "<div>" * n),
+    ("noscript-deep", lambda n: "<noscript>" + "<div>" * n),
+    ("script-end-with-space", lambda n: "<script>x</script <b>" + "<div>" * n),
+    ("unknown-elements", lambda n: "<a<b" + "<x<y>" * n),
 ]
 
 
