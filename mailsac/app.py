@@ -141,6 +141,7 @@ class Services:
             "http_connections": self.http_guard.total if self.http_guard else 0,
             "http_refused": self.http_guard.refused if self.http_guard else 0,
             "http_header_timeouts": self.http_guard.header_timeouts if self.http_guard else 0,
+            "http_oversized_heads": self.http_guard.oversized_heads if self.http_guard else 0,
             "db_available": not known_unavailable(self.engine),
         }
 

@@ -108,21 +108,22 @@ def _run_admin(settings: Settings, work: Callable[[Admin], Coroutine[Any, Any, N
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from mailsac import supervisor
+    from mailsac import eventloop, supervisor
     from mailsac.childproc import die_with_parent
     from mailsac.lifecycle import serve
 
     if args.child:  # one of `serve --processes N`'s nodes: the supervisor prepared it all
         role = supervisor.ChildRole.parse(args.child)
         die_with_parent(role.parent)
-        asyncio.run(serve(settings, settings.database_url, reuse_port=True,
-                          journal_dir=supervisor.journal_dir(settings.data_dir, role.index)))
+        eventloop.run(serve(settings, settings.database_url, reuse_port=True,
+                            journal_dir=supervisor.journal_dir(settings.data_dir, role.index)),
+                      settings.event_loop)
         return 0
     with database(settings, exclusive=True) as url:
         if settings.processes > 1:
             return supervisor.supervise(settings, url)
         supervisor.prepare_single(settings, url)
-        asyncio.run(serve(settings, url))
+        eventloop.run(serve(settings, url), settings.event_loop)
     return 0
 
 

@@ -307,6 +307,9 @@ class Settings:
         10.0, "MAILSAC_HTTP_HEADER_TIMEOUT",
         "seconds a connection gets to send complete request headers (also between "
         "keep-alive requests); then it is closed")
+    event_loop: str = _setting(
+        "auto", "MAILSAC_EVENT_LOOP",
+        "event loop: auto (uvloop when installed), uvloop or asyncio")
     http_max_connections: int = _setting(
         8192, "MAILSAC_HTTP_MAX_CONNECTIONS",
         "open HTTP connections in total (at most half the open-file limit); more get 503")
@@ -518,6 +521,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"MAILSAC_TRUSTED_PROXIES: {exc}") from exc
     if settings.database_url and not settings.database_url.startswith("postgresql"):
         raise SettingsError("DATABASE_URL must be a postgresql:// URL")
+    if settings.event_loop not in ("auto", "uvloop", "asyncio"):
+        raise SettingsError("MAILSAC_EVENT_LOOP must be auto, uvloop or asyncio")
     if settings.blob_backend not in ("local", "postgres", "s3"):
         raise SettingsError("MAILSAC_BLOB_BACKEND must be 'local', 'postgres' or 's3'")
     if settings.blob_backend == "s3" and not settings.s3_bucket:

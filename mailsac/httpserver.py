@@ -1,8 +1,10 @@
 """The HTTP listener's connection guard: caps, a header-read timeout and the open-file limit.
 
-uvicorn's own h11 protocol reads forever from a client that never finishes its request
-headers and accepts connections until the process runs out of file descriptors. The
-protocol class built by :func:`guarded_protocol` adds, per connection:
+uvicorn's HTTP protocols read forever from a client that never finishes its request
+headers and accept connections until the process runs out of file descriptors; its
+httptools protocol also buffers a request head of any size. The protocol class built by
+:func:`guarded_protocol` (on httptools, or h11 where httptools is missing) adds, per
+connection:
 
 - a cap on open connections in total and per client IP (an IPv6 client counts per /64):
   over a cap the connection gets a minimal ``503`` JSON answer and is closed at once.
@@ -13,7 +15,8 @@ protocol class built by :func:`guarded_protocol` adds, per connection:
   web sessions (:mod:`mailsac.api.limits`) still see each real client;
 - a header deadline: a connection that has not sent complete request headers within
   ``header_timeout`` seconds of opening, or of its previous response (keep-alive), is
-  closed. Trickling bytes does not extend the deadline.
+  closed. Trickling bytes does not extend the deadline;
+- a bound on the request head: over 64 KiB without a complete head, ``431`` and close.
 
 :func:`raise_nofile_limit` lifts the soft ``RLIMIT_NOFILE`` to the hard limit at start-up.
 """
@@ -35,6 +38,13 @@ log = logging.getLogger(__name__)
 
 # File descriptors kept out of the HTTP cap: SMTP, POP3, the database pool, blobs, workers.
 FD_RESERVE = 0.5
+# A request's line and headers: h11's own default bound is 16 KiB; browsers send < 8 KiB.
+MAX_HEAD_BYTES = 64 * 1024
+_HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                   b"content-type: application/json\r\ncontent-length: 101\r\n"
+                   b"connection: close\r\n\r\n"
+                   b'{"message": "the request line and headers exceed 64 KiB", '
+                   b'"error": "Request Header Fields Too Large"}')
 
 
 def _busy_response(message: str) -> bytes:
@@ -56,6 +66,7 @@ class ConnectionGuard:
         self.total = 0
         self.refused = 0
         self.header_timeouts = 0
+        self.oversized_heads = 0
         self._per_ip: Counter[str] = Counter()
 
     def admit(self, ip: str | None) -> str | None:
@@ -85,19 +96,29 @@ class ConnectionGuard:
         return self._per_ip[ip]
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with connection caps and a header-read deadline."""
+class _Guarded:
+    """Connection caps, header deadline and header-size bound for a uvicorn protocol.
+
+    Mixed into uvicorn's httptools protocol (the default: its C parser costs a fraction
+    of h11's pure-Python one per request) and into its h11 protocol (the fallback where
+    httptools is not installed). Both keep ``transport``, ``cycle``, ``client`` and
+    ``loop`` and call ``on_response_complete``, which is all this relies on."""
 
     guard: ConnectionGuard  # set on the subclass made by guarded_protocol()
+    transport: asyncio.Transport
+    cycle: Any
+    client: Any
+    loop: asyncio.AbstractEventLoop
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._counted = False  # this connection holds a slot of the guard
         self._ip_key: str | None = None  # its per-IP key (None: a load balancer's)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # bytes received while waiting for request headers
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         host = str(self.client[0]) if self.client else ""
         ip = None if self.guard.trusted(host) else ip_key(host)
         refusal = self.guard.admit(ip)
@@ -111,21 +132,33 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         self._release()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        waiting = self._awaiting_headers()
+        super().data_received(data)  # type: ignore[misc]
+        if waiting and self._awaiting_headers():
+            # Still no complete head: httptools, unlike h11, has no bound of its own on
+            # how much it buffers for one (a chunk that completes the head may also hold
+            # body bytes, so only bytes that left the head incomplete are counted).
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.guard.oversized_heads += 1
+                self.transport.write(_HEAD_TOO_LARGE)
+                self.transport.close()
+                return
         self._update_header_timer()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
+        self._head_bytes = 0
         self._update_header_timer()
 
-    def handle_websocket_upgrade(self, event: Any) -> None:
+    def handle_websocket_upgrade(self, *args: Any) -> None:
         # The WebSocket protocol takes over the transport (this one's connection_lost is
         # never called again): hand it the release of this connection's slot.
         self._cancel_header_timer()
-        super().handle_websocket_upgrade(event)
+        super().handle_websocket_upgrade(*args)  # type: ignore[misc]
         successor = self.transport.get_protocol()
         lost = successor.connection_lost
 
@@ -143,7 +176,8 @@ class GuardedH11Protocol(H11Protocol):
     def _awaiting_headers(self) -> bool:
         if self.transport is None or self.transport.is_closing():
             return False
-        if self.transport.get_protocol() is not self:
+        protocol: Any = self.transport.get_protocol()
+        if protocol is not self:
             return False  # upgraded to a WebSocket
         return self.cycle is None or self.cycle.response_complete
 
@@ -153,6 +187,7 @@ class GuardedH11Protocol(H11Protocol):
                 self._arm_header_timer()
         else:
             self._cancel_header_timer()
+            self._head_bytes = 0
 
     def _arm_header_timer(self) -> None:
         self._cancel_header_timer()
@@ -171,9 +206,19 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(guard: ConnectionGuard) -> type[GuardedH11Protocol]:
-    """A protocol class for ``uvicorn.Config(http=...)`` bound to ``guard``."""
-    return type("BoundGuardedH11Protocol", (GuardedH11Protocol,), {"guard": guard})
+def _parser_protocol() -> type[Any]:
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools missing (e.g. no wheel for this platform)
+        return H11Protocol
+    return HttpToolsProtocol
+
+
+def guarded_protocol(guard: ConnectionGuard, parser: str = "auto") -> type[Any]:
+    """A protocol class for ``uvicorn.Config(http=...)`` bound to ``guard``: uvicorn's
+    httptools protocol when available (``parser="auto"``), else (or with ``"h11"``) h11."""
+    base = H11Protocol if parser == "h11" else _parser_protocol()
+    return type("GuardedHttpProtocol", (_Guarded, base), {"guard": guard})
 
 
 def raise_nofile_limit() -> int | None:

@@ -29,6 +29,7 @@ from mailsac.api.context import ApiContext
 from mailsac.api.limits import HttpLimits, StreamCaps
 from mailsac.app import Services, build_services
 from mailsac.config import Settings
+from mailsac.gctune import settle_heap
 from mailsac.httpserver import (
     ConnectionGuard,
     guarded_protocol,
@@ -270,6 +271,7 @@ async def serve(settings: Settings, database_url: str, *, reuse_port: bool = Fal
     loop.add_signal_handler(signal.SIGHUP, reload_certificate)
     try:
         await start(services)
+        settle_heap()  # before the first request: later collections skip the start-up heap
         if settings.ready_file:
             # Write then rename, so a watcher never reads a half-written file.
             partial = f"{settings.ready_file}.partial"

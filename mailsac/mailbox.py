@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_
+from sqlalchemy import and_, bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.admin import is_operator
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 FOLDERS = ("inbox", "all", "spam", "trash")
 MAX_LABELS = 100
 MAX_LABEL_LENGTH = 100
+# The API's hottest query, compiled once: an inbox's newest messages the caller may see.
+_LISTING = queries.inbox_listing(visible_to(bindparam("account")))  # type: ignore[arg-type]
+_LISTING_UNTIL = queries.inbox_listing(visible_to(bindparam("account")),  # type: ignore[arg-type]
+                                       until=True)
 
 
 class Mailboxes:
@@ -64,8 +68,13 @@ class Mailboxes:
         """Newest first; ``light`` records carry no address, link or attachment lists."""
         self._visibility.check_inbox(key, inbox)
         async with connect(self._engine) as conn:
-            return await queries.list_inbox(conn, inbox, limit=limit, until=until,
-                                            condition=visible_to(key.account_id), light=light)
+            if light:
+                return await queries.list_inbox(conn, inbox, limit=limit, until=until,
+                                                condition=visible_to(key.account_id),
+                                                light=True)
+            listing = _LISTING if until is None else _LISTING_UNTIL
+            return await queries.run_listing(conn, listing, inbox=inbox,
+                                             account=key.account_id, limit=limit, until=until)
 
     async def count_messages(self, key: ApiKey, inbox: str) -> int:
         self._visibility.check_inbox(key, inbox)

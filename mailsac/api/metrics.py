@@ -115,6 +115,9 @@ class ServiceCollector(Collector):
         yield CounterMetricFamily("mailsac_http_header_timeouts",
                                   "HTTP connections closed for not sending headers in time",
                                   value=s["http_header_timeouts"])
+        yield CounterMetricFamily("mailsac_http_oversized_heads",
+                                  "HTTP connections closed (431) for a request head over 64 KiB",
+                                  value=s["http_oversized_heads"])
         yield GaugeMetricFamily("mailsac_database_available",
                                 "1 while the database liveness probe gets answers",
                                 value=int(s["db_available"]))

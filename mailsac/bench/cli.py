@@ -99,13 +99,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    "one TLS handshake per message)")
     r.add_argument("--baseline", action="store_true",
                    help="also flood a bare aiosmtpd discard server and report the ratio")
+    r.add_argument("--compare", choices=("maildev",),
+                   help="maildev: also measure MailDev (npm install into ~/.cache/mailsac-bench "
+                   "on first use) in the same runs, alternating, and report the ratios "
+                   "(mailsac.bench.compare)")
+    r.add_argument("--maildev-version", default=None, metavar="VERSION",
+                   help="the MailDev release --compare installs (default: the pinned one)")
     r.add_argument("--client-procs", type=_positive, default=1,
                    help="client processes sharing the sessions (default 1)")
     r.add_argument("--client-loop", choices=("auto", "asyncio", "uvloop"), default="auto")
-    r.add_argument("--idle-requests", type=_positive, default=400,
-                   help="idle-probe requests per run (half list, half get)")
-    r.add_argument("--probe-pause", type=float, default=0.01,
-                   help="seconds between probe requests during the flood")
+    r.add_argument("--idle-requests", type=_positive, default=200,
+                   help="idle-probe requests per endpoint per run (list and get)")
+    r.add_argument("--probe-rate", type=float, default=10.0,
+                   help="open-loop probe: requests per second per endpoint (default 10)")
     r.add_argument("--max-seconds", type=float, default=900.0,
                    help="stop sending after this long (per flood)")
     r.add_argument("--seed", type=int, default=0, help="workload seed")
@@ -140,7 +146,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         raise ValueError("--attachments must be between 0 and 1")
     opts = Options(scenario=scenario, runs=args.runs, baseline=args.baseline, spawn=args.spawn,
                    client_procs=args.client_procs, client_loop=args.client_loop,
-                   idle_requests=args.idle_requests, probe_pause=args.probe_pause,
+                   idle_requests=args.idle_requests, probe_rate=args.probe_rate,
                    max_seconds=args.max_seconds, seed=args.seed, keep=args.keep,
                    server_env=dict(args.server_env), starttls=args.starttls)
     if args.starttls and args.baseline:
@@ -148,6 +154,9 @@ def options_from_args(args: argparse.Namespace) -> Any:
                          "(benchmarks/tls_bench.py compares with and without TLS)")
     if args.processes > 1 and not args.spawn:
         raise ValueError("--processes compares spawned servers: add --spawn")
+    if getattr(args, "compare", None) and (args.processes > 1 or scenario.seed_messages):
+        raise ValueError("--compare runs one server against MailDev: no --processes, and no "
+                         "seeded store (MailDev keeps mail in memory)")
     if args.blob_backend != "local":
         if not args.spawn:
             raise ValueError("--blob-backend configures spawned servers: add --spawn")
@@ -200,7 +209,12 @@ def handler(args: argparse.Namespace) -> int:
             s3 = LocalS3()
             s3.start()
             opts.server_env = {**s3.env(), **opts.server_env}
-        if args.processes > 1:
+        if args.compare == "maildev":
+            from mailsac.bench.compare import run_compare
+            from mailsac.bench.maildev import MAILDEV_VERSION
+
+            report = asyncio.run(run_compare(opts, ui, args.maildev_version or MAILDEV_VERSION))
+        elif args.processes > 1:
             report = asyncio.run(run_processes(opts, ui, args.processes))
         else:
             report = asyncio.run(run_bench(opts, ui))
@@ -215,6 +229,11 @@ def handler(args: argparse.Namespace) -> int:
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
-    print(text if args.json else render(report))
+    if not args.json and args.compare:
+        from mailsac.bench.compare import render_compare
+
+        print(render_compare(report))
+    else:
+        print(text if args.json else render(report))
     lost = report["summary"]["loss_total"]
     return 1 if lost else 0

@@ -1,8 +1,9 @@
 """HTTP side of the benchmark: API latency probes and the "every 250 is stored" check.
 
-The probe is a single closed loop (one request at a time, optional pause between
-requests), alternating *list inbox* and *get message* over a set of known targets, so
-it measures what one API user sees and adds almost no load of its own. Verification
+The probe is open-loop (:mod:`mailsac.bench.open_loop`): *list inbox* and *get message*
+each fired ``PROBE_RATE`` times a second on a fixed schedule over a set of known targets,
+every latency counted from the scheduled moment, so a stall cannot hide; at 10/s it adds
+almost no load of its own. Verification
 lists every inbox the flood used, once, with ``limit=1000``, and matches the unique token
 each message carries in its Subject; a sample is also fetched raw and compared byte for
 byte with what was sent.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,10 +21,12 @@ from urllib.parse import quote
 
 import httpx
 
+from mailsac.bench.open_loop import OpenLoopProbe, probe_endpoints
 from mailsac.bench.stats import LatencyStats
 from mailsac.bench.workload import TOKEN_RE, Workload
 
 LIST_LIMIT = 1000  # the API's maximum page
+PROBE_RATE = 10.0  # requests per second per endpoint, as in the issue's side-by-side table
 
 
 @dataclass(frozen=True)
@@ -56,51 +58,27 @@ async def list_inbox(client: httpx.AsyncClient, inbox: str,
 class ProbeResult:
     list: LatencyStats
     get: LatencyStats
+    error_reasons: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"list": self.list.to_json(), "get": self.get.to_json()}
+        out: dict[str, Any] = {"list": self.list.to_json(), "get": self.get.to_json()}
+        if self.error_reasons:
+            out["error_reasons"] = self.error_reasons
+        return out
 
 
-async def probe(
-    client: httpx.AsyncClient, targets: Sequence[ProbeTarget], *, requests: int | None = None,
-    stop: asyncio.Event | None = None, pause: float = 0.0, max_seconds: float = 600.0,
-    seed: int = 0,
-) -> ProbeResult:
-    """Alternate list/get until ``requests`` were made or ``stop`` is set."""
+async def probe(url: str, key: str, targets: Sequence[ProbeTarget], *,
+                requests: int | None = None, stop: asyncio.Event | None = None,
+                rate: float = PROBE_RATE, max_seconds: float = 600.0, seed: int = 0
+                ) -> ProbeResult:
+    """Open-loop list/get probe (see :mod:`mailsac.bench.open_loop`): ``rate`` requests
+    per second per endpoint until each made ``requests`` or ``stop`` is set."""
     if not targets:
         raise ValueError("the probe needs at least one target")
-    rnd = random.Random(seed)
-    samples: dict[str, list[float]] = {"list": [], "get": []}
-    errors = {"list": 0, "get": 0}
-    deadline = time.monotonic() + max_seconds
-    made = 0
-    while time.monotonic() < deadline:
-        if requests is not None and made >= requests:
-            break
-        if stop is not None and stop.is_set():
-            break
-        target = rnd.choice(targets)
-        kind = "list" if made % 2 == 0 else "get"
-        path = _inbox_path(target.inbox)
-        if kind == "get":
-            path += "/" + quote(target.message_id, safe="")
-        started = time.perf_counter()
-        try:
-            response = await client.get(path)
-            ok = response.status_code == 200
-            await response.aread()
-        except httpx.HTTPError:
-            ok = False
-        elapsed = (time.perf_counter() - started) * 1000
-        if ok:
-            samples[kind].append(elapsed)
-        else:
-            errors[kind] += 1
-        made += 1
-        if pause:
-            await asyncio.sleep(pause)
-    return ProbeResult(LatencyStats.of(samples["list"], errors["list"]),
-                       LatencyStats.of(samples["get"], errors["get"]))
+    endpoints = probe_endpoints([(t.inbox, t.message_id) for t in targets], seed)
+    prober = OpenLoopProbe(url, key, endpoints, rate)
+    stats = await prober.run(requests=requests, stop=stop, max_seconds=max_seconds)
+    return ProbeResult(stats["list"], stats["get"], prober.error_reasons)
 
 
 async def targets_of(client: httpx.AsyncClient, inboxes: Sequence[str]) -> list[ProbeTarget]:

@@ -48,8 +48,8 @@ class Options:
     data_dir: Path | None = None  # its data directory (blobs/) for the seeded blob
     client_procs: int = 1
     client_loop: str = "auto"
-    idle_requests: int = 400
-    probe_pause: float = 0.01
+    idle_requests: int = 200  # per endpoint
+    probe_rate: float = 10.0  # requests per second per endpoint (open loop)
     max_seconds: float = 900.0
     seed: int = 0
     keep: bool = False
@@ -137,8 +137,9 @@ class Bench:
             await process.start()
             if probe:
                 prober = asyncio.create_task(http_probe.probe(
-                    self.client, self.targets, stop=stop, pause=self.opts.probe_pause,
-                    max_seconds=self.opts.max_seconds + 60, seed=self.opts.seed))
+                    self.target.url, self.target.key, self.targets, stop=stop,
+                    rate=self.opts.probe_rate, max_seconds=self.opts.max_seconds + 60,
+                    seed=self.opts.seed))
             started = time.monotonic()
             process.go()
             while not process.done():
@@ -158,8 +159,9 @@ class Bench:
         n = self.scenario.messages
         tag = f"run {k + 1}/{self.opts.runs}"
         self.ui.line(f"{tag}: idle probe…")
-        idle = await http_probe.probe(self.client, self.targets, requests=self.opts.idle_requests,
-                                      seed=self.opts.seed + k)
+        idle = await http_probe.probe(self.target.url, self.target.key, self.targets,
+                                      requests=self.opts.idle_requests,
+                                      rate=self.opts.probe_rate, seed=self.opts.seed + k)
         out: dict[str, Any] = {"run": k + 1, "run_id": run_id, "baseline": None, "ratio": None}
         order = ["mailsac", "baseline"] if k % 2 else ["baseline", "mailsac"]
         for which in order:
@@ -217,9 +219,9 @@ class Bench:
         self.targets = seeded.targets
         self.ui.line("idle probe on the big store…")
         mark = self.sampler.mark() if self.sampler else None
-        idle = await http_probe.probe(self.client, self.targets,
-                                      requests=max(2000, self.opts.idle_requests),
-                                      seed=self.opts.seed)
+        idle = await http_probe.probe(self.target.url, self.target.key, self.targets,
+                                      requests=max(1000, self.opts.idle_requests),
+                                      rate=self.opts.probe_rate, seed=self.opts.seed)
         probe_usage = self.sampler.usage(mark) if self.sampler and mark else None
         return {"seed": seeded.to_json(), "latency_idle": idle.to_json(),
                 "server_seeding": seed_usage.to_json() if seed_usage else None,

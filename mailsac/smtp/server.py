@@ -51,7 +51,7 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiosmtpd.smtp import SMTP, syntax
 
@@ -168,8 +168,7 @@ class MailsacSMTP(SMTP):
         if self._implicit_tls and self._original_transport is None:
             # SMTPS: read nothing until the TLS layer is in place (after admission), so
             # the ClientHello reaches it instead of the plaintext command reader.
-            assert isinstance(transport, asyncio.Transport)
-            transport.pause_reading()
+            cast(asyncio.Transport, transport).pause_reading()  # (uvloop's is no subclass)
         super().connection_made(transport)  # after a handshake: the session starts over
         if self._client is not None and self.session is not None:
             # aiosmtpd reset it to the balancer's address (it types peer as str; it is
@@ -260,8 +259,7 @@ class MailsacSMTP(SMTP):
         listener = self._listener
         if not isinstance(peer, tuple) or not listener.proxies.trusts(str(peer[0])):
             return True
-        transport = self.transport
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, self.transport)  # asyncio's or uvloop's
         transport.resume_reading()  # SMTPS pauses until TLS; the header comes before it
         try:
             header = await read_header(self._reader, listener.proxy_timeout)
@@ -330,12 +328,11 @@ class MailsacSMTP(SMTP):
             log.info("%r pipelined %d bytes after STARTTLS: discarded", self.session.peer,
                      len(buffered))
             buffered.clear()
-        transport = self.transport
+        transport = cast(asyncio.Transport, self.transport)  # asyncio's or uvloop's
         assert transport is not None
         # Straight to the socket: push() would hold a 2xx back if more input were queued.
         ready = bytes(self._held) + str(replies.S220_TLS_READY).encode() + b"\r\n"
         self._held.clear()
-        assert isinstance(transport, asyncio.WriteTransport)
         transport.write(ready)
         await self._start_tls(store.context)
 
@@ -343,8 +340,9 @@ class MailsacSMTP(SMTP):
         """Run the server side of a TLS handshake on this connection. True once it
         completed (aiosmtpd's ``connection_made`` then restarts the session with
         ``session.ssl`` set); False after a failure or timeout, with the session ended."""
-        raw = self.transport
-        assert isinstance(raw, asyncio.Transport) and self.session is not None
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        raw = cast(asyncio.Transport, self.transport)
+        assert raw is not None and self.session is not None
         waiter: asyncio.Future[None] = self.loop.create_future()
         tls = sslproto.SSLProtocol(
             self.loop, self, context, waiter, server_side=True,

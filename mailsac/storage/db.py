@@ -206,6 +206,23 @@ def known_unavailable(engine: AsyncEngine) -> bool:
     return probe is not None and not probe.alive
 
 
+_readers: dict[int, AsyncEngine] = {}
+
+
+def _reader(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` (same pool) in autocommit mode, for reads.
+
+    A read on a default connection costs three round trips: ``BEGIN``, the query, and the
+    ``ROLLBACK`` when the connection goes back to the pool. In autocommit each statement
+    is its own transaction and the driver sends neither, so a single-query read (list an
+    inbox, get a message: the API's hot path) is one round trip. A block that must see
+    one snapshot over several statements, or that writes, asks for ``write=True``."""
+    reader = _readers.get(id(engine))
+    if reader is None or reader.sync_engine.pool is not engine.sync_engine.pool:
+        reader = _readers[id(engine)] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return reader
+
+
 @asynccontextmanager
 async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
     """A connection (a transaction when ``write``) whose failures become StorageUnavailable.
@@ -222,7 +239,7 @@ async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[
                 async with engine.begin() as conn:
                     yield conn
             else:
-                async with engine.connect() as conn:
+                async with _reader(engine).connect() as conn:
                     yield conn
     except _DB_ERRORS as exc:
         if isinstance(exc, TimeoutError) and (probe := _probes.get(id(engine))) is not None:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     and_,
+    bindparam,
     cast,
     delete,
     func,
@@ -24,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailsac.storage.models import accounts, messages
+from mailsac.storage.rawquery import RawQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,29 @@ async def list_inbox(
     return [MessageRecord.from_row(row) for row in result.mappings()]
 
 
+_BY_INBOX = messages.c.inbox == bindparam("inbox")
+_GET = RawQuery(select(*_COLUMNS).where(messages.c.id == bindparam("id"), _BY_INBOX))
+
+
+def inbox_listing(condition: Condition, *, until: bool = False) -> RawQuery:
+    """:func:`list_inbox` as one precompiled statement (:mod:`mailsac.storage.rawquery`)
+    for the API's hot path. ``condition`` may hold bind parameters (the caller's
+    visibility rule for a ``bindparam("account")``); the statement binds ``inbox``,
+    ``limit`` and, with ``until``, ``until`` too. Build it once, at import."""
+    where = [_BY_INBOX, condition]
+    if until:
+        where.append(messages.c.received < bindparam("until"))
+    return RawQuery(select(*_COLUMNS).where(*where)
+                    .order_by(messages.c.received.desc(), messages.c.id.desc())
+                    .limit(bindparam("limit")))
+
+
+async def run_listing(conn: AsyncConnection, query: RawQuery, **params: Any
+                      ) -> list[MessageRecord]:
+    """Records from an :func:`inbox_listing` statement, newest first."""
+    return [MessageRecord.from_row(row) for row in await query.fetch(conn, **params)]
+
+
 async def count_inbox(
     conn: AsyncConnection, inbox: str, condition: Condition | None = None
 ) -> int:
@@ -145,11 +170,8 @@ async def count_inbox(
 
 
 async def get_message(conn: AsyncConnection, inbox: str, message_id: str) -> MessageRecord | None:
-    query = select(*_COLUMNS).where(
-        and_(messages.c.id == message_id, messages.c.inbox == inbox)
-    )
-    row = (await conn.execute(query)).mappings().first()
-    return MessageRecord.from_row(row) if row else None
+    rows = await _GET.fetch(conn, id=message_id, inbox=inbox)
+    return MessageRecord.from_row(rows[0]) if rows else None
 
 
 async def get_by_id(conn: AsyncConnection, message_id: str) -> MessageRecord | None:

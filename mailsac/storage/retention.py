@@ -301,7 +301,9 @@ class RetentionSweeper:
         after = self._scan_after
         inbox = messages.c.inbox
         in_range = inbox > after if after is not None else true()
-        async with connect(self.engine) as conn, asyncio.timeout(self.policy.scan_timeout):
+        # write=True only for the transaction: set_config(..., true) lasts until its end
+        async with connect(self.engine, write=True) as conn, \
+                asyncio.timeout(self.policy.scan_timeout):
             await conn.execute(select(func.set_config(  # the server gives up too
                 "statement_timeout", str(max(1, int(self.policy.scan_timeout * 1000))), True)))
             upper = (await conn.execute(select(inbox).where(in_range).order_by(inbox)

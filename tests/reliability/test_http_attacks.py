@@ -25,7 +25,15 @@ import httpx
 import pytest
 import websockets
 
-from tests.helpers import ServerHandle, client, new_account, start_server, stop_server, unique_inbox
+from tests.helpers import (
+    ServerHandle,
+    client,
+    metric,
+    new_account,
+    start_server,
+    stop_server,
+    unique_inbox,
+)
 
 MAX_BODY = 256 * 1024
 PER_IP = 40
@@ -250,6 +258,35 @@ def test_slow_headers_are_cut_off(target: ServerHandle) -> None:
         assert status == 200
         took = _closed_after(sock, b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200, 15)
         assert HEADER_TIMEOUT * 0.9 <= took < HEADER_TIMEOUT + 5
+
+
+def test_endless_headers_get_431_and_do_not_grow_memory(target: ServerHandle) -> None:
+    # Headers sent as fast as the socket takes them, never ending: the slow-header deadline
+    # is seconds away, so only the head-size bound (64 KiB) stops this.
+    before = _rss_kib(target)
+    oversized = metric(target, "mailsac_http_oversized_heads_total")
+    with _connect(target) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        sent, refused = 0, False
+        line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        with contextlib.suppress(OSError):
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(line * 64)
+                sent += len(line) * 64
+        with contextlib.suppress(OSError):
+            status, _, body = _read_response(sock)
+            refused = status == 431
+            _assert_error_json(body, HTTPStatus(431).phrase)
+        assert refused or sent < 64 * 1024 * 1024, "the server kept reading headers"
+    # (socket buffers on both sides may hold a few MiB before the close is noticed)
+    assert sent < 16 * 1024 * 1024, f"{sent} bytes of headers were accepted"
+    assert metric(target, "mailsac_http_oversized_heads_total") == oversized + 1
+    assert _rss_kib(target) - before < 32 * 1024
+    # A normal request with ordinary headers still works.
+    with _connect(target) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 8000
+                     + b"\r\n\r\n")
+        assert _read_response(sock)[0] == 200
 
 
 # ---------------------------------------------------------------------------------------

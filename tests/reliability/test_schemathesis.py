@@ -3,6 +3,7 @@ status codes and content types, and response bodies that conform to the schemas.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -46,5 +47,13 @@ def fuzz_target(database_url: str) -> Iterator[tuple[ServerHandle, str]]:
 def test_api_conforms_to_its_schema(case: schemathesis.Case,
                                     fuzz_target: tuple[ServerHandle, str]) -> None:
     handle, key = fuzz_target
+    if case.path.endswith("/wait"):
+        # Long polls hold a request up to 300 s: keep generated timeouts short (invalid
+        # values still go through, to check their 400).
+        query = dict(case.query or {})
+        with contextlib.suppress(TypeError, ValueError):
+            if float(query.get("timeout", 30)) > 1:
+                query["timeout"] = "1"
+        case.query = query
     case.call_and_validate(base_url=handle.http_url, headers={"Mailsac-Key": key},
                            checks=CHECKS, timeout=30)
