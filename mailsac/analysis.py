@@ -32,6 +32,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailsac.extract import encode as encode_extract
+from mailsac.extract import extract as extract_message
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.spam import SpamModel
 from mailsac.spam.bayes import HashArray, message_hashes
@@ -43,7 +45,9 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # a batch of large messages is sent as soon a
 LARGE_MESSAGE = 64 * 1024  # from this size on a message may go to any worker (see Analyzer)
 WORKER_NICENESS = 10
 
-Analysis = tuple[ParsedMessage, HashArray]
+# The parsed message, its spam token hashes, and its codes and links as JSON text
+# (mailsac.extract; None if extraction failed).
+Analysis = tuple[ParsedMessage, HashArray, str | None]
 Source = bytes | str  # the raw message, or the path of a file holding it
 
 
@@ -54,13 +58,29 @@ def summary(parsed: ParsedMessage) -> ParsedMessage:
         attachments=[dataclasses.replace(a, data=b"") for a in parsed.attachments])
 
 
+def extracted(parsed: ParsedMessage) -> str | None:
+    """The codes and links of ``parsed`` as JSON text (None if extraction failed: the
+    message is stored anyway, and the extract endpoint computes it again on demand)."""
+    try:
+        return encode_extract(extract_message(parsed.subject, parsed.text, parsed.html))
+    except Exception:
+        log.exception("code/link extraction failed")
+        return None
+
+
 def analyse(source: Source, full: bool = True) -> Analysis:
-    """Parse a raw message (or the file at path ``source``) and compute its spam token
-    hashes (runs in a worker)."""
+    """Parse a raw message (or the file at path ``source``), compute its spam token
+    hashes and extract its codes and links (runs in a worker)."""
     raw = source if isinstance(source, bytes) else Path(source).read_bytes()
     parsed = parse_message(raw)
     hashes = message_hashes(raw, parsed)
-    return (parsed if full else summary(parsed)), hashes
+    return (parsed if full else summary(parsed)), hashes, extracted(parsed)
+
+
+def extract_raw(raw: bytes) -> str | None:
+    """Codes and links of a stored message (the extract endpoint, for mail stored before
+    extraction existed; runs in a worker)."""
+    return extracted(parse_message(raw))
 
 
 def analyse_batch(jobs: list[tuple[Source, bool]]) -> list[Analysis | Exception]:
@@ -221,16 +241,36 @@ class Analyzer:
         it decides the lane, and nothing is read here). Without ``full`` the parsed message
         is a :func:`summary` (no bodies or headers).
         """
+        parsed, spam, _ = await self.run_extracting(raw, full, size)
+        return parsed, spam
+
+    async def run_extracting(
+        self, raw: bytes | Path, full: bool = False, size: int | None = None,
+    ) -> tuple[ParsedMessage, float | None, str | None]:
+        """:meth:`run`, plus the message's codes and links as JSON text (None if their
+        extraction failed)."""
         if isinstance(raw, Path):
             source: Source = str(raw)
             length = size if size is not None else 0
         else:
             source, length = raw, len(raw)
-        parsed, hashes = await self._hashes(source, full, length)
+        parsed, hashes, extract = await self._hashes(source, full, length)
         if self._model is None:
-            return parsed, None
+            return parsed, None, extract
         try:
-            return parsed, round(self._model.score_hashes(hashes), 4)
+            return parsed, round(self._model.score_hashes(hashes), 4), extract
         except Exception:
             log.exception("spam scoring failed; storing the message without a score")
-            return parsed, None
+            return parsed, None, extract
+
+    async def extract(self, raw: bytes) -> str | None:
+        """Codes and links of ``raw`` as JSON text, computed in a worker (in a thread
+        without workers): for messages stored before extraction existed."""
+        if self._lanes:
+            lane = self._lane_for(len(raw))
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    lane.pool, extract_raw, raw)
+            except BrokenProcessPool:
+                pass
+        return await asyncio.to_thread(extract_raw, raw)

@@ -23,6 +23,7 @@ from mailsac.addresses import Addresses
 from mailsac.admin import Admin
 from mailsac.analysis import Analyzer
 from mailsac.capture import Capture
+from mailsac.chaos import Chaos
 from mailsac.cluster_events import ClusterEvents
 from mailsac.config import Settings
 from mailsac.delivery import Delivery
@@ -96,6 +97,7 @@ class Services:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     cluster: ClusterEvents | None = None  # other nodes' message changes → hub
     autolearn: AutoLearner | None = None  # MAILSAC_SPAM_AUTOLEARN
+    chaos: Chaos | None = None  # SMTP failure-injection rules (issue 19)
     draining: bool = False  # SIGTERM came: GET /readyz answers 503 (MAILSAC_DRAIN_SECONDS)
 
     def ready(self) -> bool:
@@ -143,6 +145,7 @@ class Services:
             "http_header_timeouts": self.http_guard.header_timeouts if self.http_guard else 0,
             "http_oversized_heads": self.http_guard.oversized_heads if self.http_guard else 0,
             "db_available": not known_unavailable(self.engine),
+            "chaos": self.chaos.metrics() if self.chaos else {},
         }
 
     async def health(self) -> dict[str, Any]:
@@ -199,7 +202,10 @@ def build_services(settings: Settings, database_url: str,
     handler = MailsacHandler(
         delivery, settings.domains, gate, directory.owner_of_inbox,
         auth=build_smtp_auth(settings, auth, directory.owner_of_inbox, gate),
-        capture=Capture(engine, star_limit=visibility.star_limit))
+        capture=Capture(engine, star_limit=visibility.star_limit),
+        chaos=Chaos(engine, database_url, owner_of_inbox=directory.owner_of_inbox,
+                    domain_owner=lambda d: getattr(directory.domains.get(d), "account_id",
+                                                   None)))
     admission = Admission(
         max_total=settings.max_connections, max_per_ip=settings.max_connections_per_ip,
         max_per_network=settings.max_connections_per_network,
@@ -261,6 +267,7 @@ def build_services(settings: Settings, database_url: str,
         spam=spam, gate=gate, loop_monitor=loop_monitor, analyzer=analyzer, tls=tls,
         cluster=ClusterEvents(engine, database_url, hub, directory,
                               touched=retention.touched_items, cluster=settings.cluster),
+        chaos=handler.chaos,
     )
 
     if settings.spam_autolearn:

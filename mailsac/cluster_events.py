@@ -168,7 +168,7 @@ class ClusterEvents:
             wanted.extend(item.id for item in change.items
                           if not self._hub.seen(item.id) and self._hub.wants(
                               self._directory.notify_addresses(item.inbox),
-                              domain_of(item.inbox)))
+                              domain_of(item.inbox), item.account_id))
         loaded: dict[str, MessageRecord] = {}
         if wanted:
             async with connect(self._engine) as conn:
@@ -202,7 +202,8 @@ class ClusterEvents:
         try:
             async with connect(self._engine) as conn:
                 records = await notify.received_since(conn, since - CATCH_UP_MARGIN, inboxes,
-                                                      domains, CATCH_UP_LIMIT)
+                                                      domains, CATCH_UP_LIMIT,
+                                                      self._hub.watched_accounts())
         except Exception as exc:
             log.warning("cluster catch-up failed (%s); will retry", exc)
             self._gap_since = since

@@ -33,6 +33,7 @@ from mailsac.mime import ParsedMessage
 from mailsac.policy import Recipient, parse_recipient
 from mailsac.spool import Spool, Spooled
 from mailsac.storage import BlobStore, MessageRecord, MetadataWriter, new_blob_key
+from mailsac.storage.extracts import ExtractRow
 from mailsac.storage.webhooks import NewDelivery
 from mailsac.timeutil import now_ms
 
@@ -168,6 +169,11 @@ def build_records(
     return records
 
 
+def extract_rows(records: list[MessageRecord], extract: str | None) -> list[ExtractRow]:
+    """The stored codes and links (:mod:`mailsac.extract`), one row per recipient's copy."""
+    return [] if extract is None else [(record.id, extract) for record in records]
+
+
 class Delivery:
     """Stores incoming mail durably; see the module docstring for the guarantee.
 
@@ -196,16 +202,16 @@ class Delivery:
         """Call ``listener(records)`` after each delivery commits (must not block)."""
         self._listeners.append(listener)
 
-    async def _analyse(self, raw: bytes | Path, routes: list[Route],
-                       size: int | None = None) -> tuple[ParsedMessage, float | None]:
-        """Parsing and scoring are CPU work: done in worker processes, off the event loop.
-        Bodies and headers come back only when a webhook payload needs them. ``raw`` is
-        the message or the path of its (committed) blob."""
+    async def _analyse(self, raw: bytes | Path, routes: list[Route], size: int | None = None,
+                       ) -> tuple[ParsedMessage, float | None, str | None]:
+        """Parsing, scoring and code/link extraction are CPU work: done in worker
+        processes, off the event loop. Bodies and headers come back only when a webhook
+        payload needs them. ``raw`` is the message or the path of its (committed) blob."""
         full = self._needs_webhook(routes)
-        parsed, spam = await self._analyzer.run(raw, full=full, size=size)
+        parsed, spam, extract = await self._analyzer.run_extracting(raw, full=full, size=size)
         if not full and self._needs_webhook(routes):  # a webhook was set up meanwhile
-            parsed, spam = await self._analyzer.run(raw, full=True, size=size)
-        return parsed, spam
+            parsed, spam, extract = await self._analyzer.run_extracting(raw, True, size)
+        return parsed, spam, extract
 
     def spool(self, msg: InboundMessage) -> Spool:
         """A spool for the DATA of ``msg`` (its content not here yet): if it spills, the
@@ -266,12 +272,12 @@ class Delivery:
         # analysis fails is an orphan, which the sweeper removes.
         blob_written = asyncio.ensure_future(self._blobs.write(blob_key, raw))
         try:
-            parsed, spam = await self._analyse(raw, routes)
+            parsed, spam, extract = await self._analyse(raw, routes)
         finally:
             await blob_written  # never leave the write running unobserved
         records = build_records(msg, parsed, routes, blob_key, len(raw), when, spam)
         deliveries = await self._deliveries(records, routes, parsed, raw)
-        await self._writer.insert(records, deliveries)
+        await self._writer.insert(records, deliveries, extract_rows(records, extract))
         self._after_commit(records, routes, bool(deliveries))
         await self._forward(msg, records, routes, hops)
         return records
@@ -290,14 +296,14 @@ class Delivery:
             await draft.discard()  # a no-op once committed
         # From here on a failure leaves an orphan blob, which the sweeper removes.
         try:
-            parsed, spam = await self._analyse(draft.path, routes, draft.size)
+            parsed, spam, extract = await self._analyse(draft.path, routes, draft.size)
             raw = b""
             if self._needs_webhook(routes):  # only webhook payloads need the bytes again
                 raw = await self._blobs.read(draft.key)
             records = build_records(msg, parsed, routes, draft.key, draft.size,
                                     spooled.when, spam)
             deliveries = await self._deliveries(records, routes, parsed, raw)
-            await self._writer.insert(records, deliveries)
+            await self._writer.insert(records, deliveries, extract_rows(records, extract))
             self._after_commit(records, routes, bool(deliveries))
             await self._forward(msg, records, routes, hops)
         finally:

@@ -29,6 +29,7 @@ from mailsac.api.context import ApiContext
 from mailsac.api.limits import HttpLimits, StreamCaps
 from mailsac.app import Services, build_services
 from mailsac.config import Settings
+from mailsac.extract.service import Extracts
 from mailsac.gctune import settle_heap
 from mailsac.httpserver import (
     ConnectionGuard,
@@ -94,6 +95,8 @@ async def start(services: Services) -> None:
     await services.blobs.start()
     await ensure_first_key(services.engine, settings)
     await services.directory.start()
+    if services.chaos is not None:  # rules loaded before SMTP listens
+        await services.chaos.start()
     if services.cluster is not None:
         services.cluster.start()
     await services.spam.load()
@@ -116,7 +119,8 @@ async def start(services: Services) -> None:
         ready=services.ready,
         addresses=services.addresses, account_mail=services.account_mail,
         admin=services.admin, hub=services.hub, gate=services.gate,
-        metrics=services.metrics, accepted_domains=settings.domains,
+        metrics=services.metrics, accepted_domains=settings.domains, chaos=services.chaos,
+        extracts=Extracts(services.engine, services.mailboxes, services.analyzer),
         ws_send_timeout=settings.ws_send_timeout,
         limits=HttpLimits(
             max_body=settings.http_max_body, body_timeout=settings.http_body_timeout,
@@ -223,6 +227,8 @@ async def stop(services: Services) -> None:
         await _step("pop3", services.pop3.stop(grace))
     await _step("smtp", services.smtp.stop(grace))
     await _step("tasks", _stop_tasks(services))
+    if services.chaos is not None:  # its last counts and events
+        await _step("chaos", services.chaos.stop())
     await _step("metadata writer", services.writer.stop())
     await _step("analysis workers", _stop_analyzer(services))
     await _step("webhooks", services.webhooks.close())

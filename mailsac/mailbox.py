@@ -18,6 +18,7 @@ from mailsac.admin import is_operator
 from mailsac.errors import InvalidRequest, MessageNotFound
 from mailsac.forwarding.hub import MessageHub
 from mailsac.lru import ByteLRU
+from mailsac.matching import Criteria, Scope
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.rendering import Renderings
 from mailsac.spam_feedback import SpamFeedback
@@ -25,7 +26,6 @@ from mailsac.storage import BlobStore, MessageRecord
 from mailsac.storage import messages as queries
 from mailsac.storage.db import connect
 from mailsac.storage.keys import ApiKey
-from mailsac.storage.messages import contains
 from mailsac.storage.models import messages
 from mailsac.visibility import Visibility, visible_to
 
@@ -109,21 +109,21 @@ class Mailboxes:
         # notification, like every other deletion (mailsac.cluster_events).
         return deleted
 
-    async def first_matching(
-        self, key: ApiKey, inbox: str, *, since: datetime, subject: str | None,
-        sender: str | None,
-    ) -> MessageRecord | None:
-        """The oldest visible message of ``inbox`` received at/after ``since`` that matches."""
-        self._visibility.check_inbox(key, inbox)
-        condition = and_(messages.c.inbox == inbox, messages.c.received >= since,
-                         visible_to(key.account_id))
-        if subject:
-            condition = and_(condition, contains(messages.c.subject, subject))
-        if sender:
-            condition = and_(condition, contains(messages.c.from_addrs, sender))
+    async def stored_matches(
+        self, key: ApiKey, scope: Scope, criteria: Criteria, *, since: datetime, limit: int,
+    ) -> list[MessageRecord]:
+        """Up to ``limit`` messages of ``scope`` received at/after ``since`` that the caller
+        may see and that pass the SQL form of ``criteria`` (a superset of the metadata
+        match; bodies are not looked at), oldest first. 403 for another account's inbox
+        or a domain the caller does not own."""
+        if scope.kind == "inbox":
+            self._visibility.check_inbox(key, scope.value)
+        elif scope.kind == "domain":
+            self._visibility.check_domain(key, scope.value)
+        condition = and_(scope.sql(), messages.c.received >= since, *criteria.sql())
         async with connect(self._engine) as conn:
-            found = await queries.select_messages(conn, condition, limit=1, oldest_first=True)
-        return found[0] if found else None
+            return await queries.select_messages(conn, condition, limit=limit,
+                                                 oldest_first=True)
 
     async def _update(self, record: MessageRecord, **values: Any) -> MessageRecord:
         async with connect(self._engine, write=True) as conn:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from mailsac.lru import ByteLRU
+from mailsac.matching import match_haystack
 from mailsac.mime.bodies import dirty_html, has_remote_images, sanitized_html, text_body
 from mailsac.mime.parse import ParsedMessage
 from mailsac.storage.messages import MessageRecord
@@ -41,6 +42,7 @@ VARIANTS: dict[str, Callable[[ParsedMessage], Rendering]] = {
     "sanitized": sanitized_html,
     "remote_images": _remote_images_html,
     "has_remote_images": _has_remote_images,
+    "match": match_haystack,  # what a wait's ``contains`` searches (mailsac.matching)
 }
 
 

@@ -14,6 +14,6 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
     echo "== installing chromium (web viewer tests)"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
-echo "== ruff"; .venv/bin/ruff check mailsac tests migrations benchmarks
+echo "== ruff"; .venv/bin/ruff check mailsac tests migrations benchmarks examples
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

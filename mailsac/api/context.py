@@ -16,7 +16,9 @@ from mailsac.addresses import Addresses
 from mailsac.admin import Admin
 from mailsac.api.errors import BadRequest, RequestRefused
 from mailsac.api.limits import HttpLimits, StreamCaps
+from mailsac.chaos import Chaos
 from mailsac.errors import Forbidden
+from mailsac.extract.service import Extracts
 from mailsac.forwarding.hub import MessageHub
 from mailsac.gate import SenderGate
 from mailsac.mailbox import Mailboxes
@@ -42,6 +44,8 @@ class ApiContext:
     limits: HttpLimits = field(default_factory=HttpLimits)
     streams: StreamCaps = field(default_factory=lambda: StreamCaps(1024, 1024))
     ready: Callable[[], bool] = lambda: True  # False while draining (GET /readyz: 503)
+    chaos: Chaos | None = None  # SMTP failure-injection rules (mailsac.api.chaos)
+    extracts: Extracts | None = None  # codes and links of messages (mailsac.api.extract)
 
 
 def ctx(request: Request) -> ApiContext:

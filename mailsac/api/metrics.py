@@ -121,6 +121,21 @@ class ServiceCollector(Collector):
         yield GaugeMetricFamily("mailsac_database_available",
                                 "1 while the database liveness probe gets answers",
                                 value=int(s["db_available"]))
+        yield from _chaos(s.get("chaos") or {})
+
+
+def _chaos(chaos: dict[str, Any]) -> Iterator[Any]:
+    """SMTP failure injection (mailsac.chaos): labels are scope, stage and action names."""
+    injected = CounterMetricFamily("mailsac_chaos_injected", "Failures injected by chaos "
+                                   "rules", labels=["scope", "stage", "action"])
+    for (scope, stage, action), count in sorted(chaos.get("injected", {}).items()):
+        injected.add_metric([scope, stage, action], count)
+    yield injected
+    yield GaugeMetricFamily("mailsac_chaos_rules", "Live chaos rules known to this node",
+                            value=chaos.get("rules", 0))
+    yield CounterMetricFamily("mailsac_chaos_skipped", "Chaos firings skipped: the database "
+                              "could not count one of a rule's times", value=chaos.get(
+                                  "unavailable", 0))
 
 
 def _throttle_sync(sync: dict[str, Any]) -> Iterator[Any]:

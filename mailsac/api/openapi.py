@@ -20,6 +20,8 @@ from mailsac.addresses import MAX_BULK
 from mailsac.api.account import MAX_VALIDATIONS
 from mailsac.api.admin import MAX_SPAM_BATCH
 from mailsac.api.messages import DEFAULT_LIMIT, MAX_LIMIT
+from mailsac.api.openapi_chaos import CHAOS_PARAMETERS, CHAOS_SCHEMAS, chaos_paths
+from mailsac.api.openapi_chaos import TAG as CHAOS_TAG
 from mailsac.api.openapi_paths import (
     _STR,
     TAGS,
@@ -29,7 +31,7 @@ from mailsac.api.openapi_paths import (
     _schema,
     paths,
 )
-from mailsac.api.realtime import MAX_WAIT
+from mailsac.api.waits import MAX_COUNT, MAX_WAIT
 from mailsac.mailbox import FOLDERS, MAX_LABEL_LENGTH
 
 # ---------------------------------------------------------------------------------------
@@ -134,6 +136,13 @@ _PARAMETERS: Obj = {
     "subject": _query_param("subject", _STR, "Subject contains this text (case-insensitive)."),
     "from": _query_param("from", _STR, "A sender address or name contains this text "
                          "(case-insensitive)."),
+    "to": _query_param("to", _STR, "The inbox or a recipient address or name contains this "
+                       "text (case-insensitive)."),
+    "contains": _query_param("contains", _STR, "The subject, the text body or the HTML body "
+                             "contains this text (case-insensitive)."),
+    "count": _query_param("count", {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
+                          "Wait until this many messages match; the answer is then "
+                          "`{\"messages\": [...]}`, oldest first."),
     "query": _query_param("query", _STR, "Text searched (case-insensitive substring) in the "
                           "subject, senders, recipients and inbox; empty finds nothing."),
 }
@@ -272,6 +281,28 @@ _SCHEMAS: Obj = {
         _object({"email": _STR, "validFormat": {"const": False}}),
     ], "description": "`email` and `validFormat` only, when the format is invalid."},
     "LabelsResult": _object({"_id": _STR, "labels": _array(_STR)}),
+    "ExtractedCode": _object({
+        "value": _STR | {"description": "As written in the mail (`482913`, `123-456`)."},
+        "context": _STR | {"description": "About 60 characters of text on each side."},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "source": {"enum": ["subject", "text", "html"]},
+    }),
+    "ExtractedLink": _object({
+        "url": _STR, "text": _STR | {"description": "Anchor text (or image alt); for a "
+                                     "text-body URL, the words before it on its line."},
+        "source": {"enum": ["html", "text"]},
+        "kind": {"enum": ["confirm", "verify", "reset", "unsubscribe", "login", "other"]},
+    }),
+    "Extract": _object({
+        "_id": _STR,
+        "codes": _array(_schema("ExtractedCode"), maxItems=10)
+                 | {"description": "Most likely first."},
+        "links": _array(_schema("ExtractedLink"), maxItems=100)
+                 | {"description": "HTML anchors, then text-body URLs; document order."},
+        "actionLink": {"oneOf": [_schema("ExtractedLink"), {"type": "null"}],
+                       "description": "The link the mail wants clicked (confirm, verify, "
+                                      "reset or log in; never unsubscribe), else null."},
+    }),
     "FolderResult": _object({"_id": _STR, "folder": {"type": "string", "enum": list(FOLDERS)}}),
     "ReadResult": _object({"_id": _STR, "read": _BOOL}),
     "DenyEntry": _object({"value": _STR, "kind": {"enum": ["ip", "network", "domain"]},
@@ -401,11 +432,11 @@ def build_spec() -> dict[str, Any]:
     return copy.deepcopy({
         "openapi": "3.1.0",
         "info": {"title": "mailsac", "version": __version__, "description": _DESCRIPTION},
-        "tags": [{"name": n} for n in TAGS],
-        "paths": paths(),
+        "tags": [{"name": n} for n in (*TAGS, CHAOS_TAG)],
+        "paths": paths() | chaos_paths(),
         "components": {
-            "schemas": _SCHEMAS,
-            "parameters": _PARAMETERS,
+            "schemas": _SCHEMAS | CHAOS_SCHEMAS,
+            "parameters": _PARAMETERS | CHAOS_PARAMETERS,
             "responses": _ERROR_RESPONSES,
             "securitySchemes": _SECURITY_SCHEMES,
         },

@@ -57,6 +57,28 @@ def _list(description: str, name: str) -> Obj:
 Errors = dict[int, str] | tuple[int, ...]
 
 
+_WAIT_PARAMS = ("timeout", "waitSince", "subject", "from", "to", "contains", "count")
+
+
+def _wait_op(op_id: str, tag: str, summary: str, params: tuple[str, ...],
+             errors: dict[int, str]) -> Obj:
+    """A matching wait (``mailsac.api.waits``): one message, or ``count`` of them."""
+    found = {"anyOf": [_schema("Message"), {
+        "type": "object", "required": ["messages"],
+        "properties": {"messages": _array(_schema("Message"))}}]}
+    return _op(op_id, tag, summary, _json(
+        "The oldest matching message; with `count`, `{\"messages\": [...]}` (oldest first).",
+        found), params=params + _WAIT_PARAMS, errors=errors,
+        more={"429": _ref("responses", "429"), "204": _response(
+            "Fewer than `count` (default 1) messages matched within `timeout`.", headers={
+                "X-Mailsac-Waited-Until": {"description": "When the wait ended.",
+                                           "schema": _STR},
+                "X-Mailsac-Matched": {"description": "How many messages matched.",
+                                      "schema": {"type": "integer"}}})},
+        description="Answers as soon as `count` (default 1) messages received at or after "
+        "`since` match every given criterion.")
+
+
 def _op(op_id: str, tag: str, summary: str, ok: Obj, *, params: tuple[str, ...] = (),
         errors: Errors = (400, 401, 404, 503), status: str = "200", secure: bool = True,
         more: Obj | None = None, body: str | None = None, body_required: bool = True,
@@ -167,17 +189,9 @@ def _message_paths() -> Obj:
             "countMessages", "Messages", "Number of messages in an inbox",
             _json("Count.", _schema("MessageCount")), params=("email",),
             errors=_INBOX_ERRORS | {400: "Invalid inbox address."})},
-        "/api/addresses/{email}/messages/wait": {"get": _op(
-            "waitForMessage", "Messages", "Wait for a matching message (long poll)",
-            _json("The oldest matching message.", message),
-            params=("email", "timeout", "waitSince", "subject", "from"),
-            errors=_INBOX_ERRORS | {400: "Invalid inbox address, timeout or since."},
-            more={"429": _ref("responses", "429"), "204": _response(
-                "Nothing matched within `timeout`.", headers={
-                    "X-Mailsac-Waited-Until": {"description": "When the wait ended.",
-                                               "schema": _STR}})},
-            description="Answers as soon as a visible message received at or after "
-            "`since` matches `subject` and `from` (all given criteria).")},
+        "/api/addresses/{email}/messages/wait": {"get": _wait_op(
+            "waitForMessage", "Messages", "Wait for matching messages in an inbox (long poll)",
+            ("email",), _INBOX_ERRORS | {400: "Invalid inbox address or wait parameter."})},
         _M: {
             "get": _op("getMessage", "Messages", "One message",
                        _json("The message.", message), params=("email", "id"),
@@ -187,6 +201,13 @@ def _message_paths() -> Obj:
                           params=("email", "id"), errors=_MSG_ERRORS),
         },
         _M + "/headers": _headers_op("getMessageHeaders", "Parsed message headers"),
+        _M + "/extract": {"get": _op(
+            "getMessageExtract", "Messages", "One-time codes and links of a message",
+            _json("Codes and links (our extension).", _schema("Extract")),
+            params=("email", "id"), errors=_MSG_ERRORS,
+            description="Computed once at intake (on demand for older mail): likely "
+                        "verification codes with their context, most likely first; the "
+                        "links with their anchor text and kind; the action link.")},
         _M + "/attachments": {"get": _op(
             "listAttachments", "Attachments", "Attachments of a message",
             _json("Attachment metadata.", _array(_schema("Attachment"))),
@@ -323,6 +344,13 @@ def _account_paths() -> Obj:
             "listDomainMessages", "Domains", "Private mail of an owned domain", messages,
             params=("domain", "limit", "until"),
             errors={400: "Invalid limit or until.", 401: "", 503: ""} | domain_403)},
+        "/api/domains/{domain}/messages/wait": {"get": _wait_op(
+            "waitForDomainMessage", "Domains", "Wait for matching mail of an owned domain "
+            "(long poll)", ("domain",),
+            {400: "Invalid wait parameter.", 401: "", 503: ""} | domain_403)},
+        "/api/messages/wait": {"get": _wait_op(
+            "waitForAccountMessage", "Account", "Wait for matching mail anywhere in your "
+            "account (long poll)", (), {400: "Invalid wait parameter.", 401: "", 503: ""})},
         "/api/domains/{domain}/delete-all-domain-mail": {"post": _op(
             "deleteDomainMail", "Domains", "Delete an owned domain's non-starred mail",
             _response("Deleted."), status="204", params=("domain",),

@@ -1,34 +1,26 @@
-"""Push and wait: the WebSocket feed, the long-poll wait, and webhook delivery history."""
+"""Push: the WebSocket feed and webhook delivery history (waits: :mod:`mailsac.api.waits`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mailsac.api.context import ApiContext, date_param, inbox_param, require_key
-from mailsac.api.errors import BadRequest
+from mailsac.api.context import ApiContext, inbox_param, require_key
 from mailsac.api.limits import STREAMS, TooManyStreams, client_ip
 from mailsac.errors import InvalidAddress, StorageUnavailable, Unauthorized
 from mailsac.events import MessageStored
 from mailsac.forwarding.hub import SubscriptionClosed
 from mailsac.forwarding.payload import encode_json, message_payload
-from mailsac.messagejson import message_json
 from mailsac.mime import ParsedMessage
 from mailsac.policy import normalize_inbox
-from mailsac.storage.keys import ApiKey
 from mailsac.storage.messages import MessageRecord
-from mailsac.timeutil import iso_ms, now_ms
-from mailsac.visibility import record_visible
-
-MAX_WAIT = 300.0
+from mailsac.timeutil import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -156,66 +148,6 @@ async def _until_disconnect(ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
-
-
-def _matches(record: MessageRecord, subject: str | None, sender: str | None) -> bool:
-    if subject and subject.casefold() not in record.subject.casefold():
-        return False
-    if sender:
-        haystack = " ".join(f"{a.get('name', '')} {a.get('address', '')}"
-                            for a in record.from_addrs).casefold()
-        if sender.casefold() not in haystack:
-            return False
-    return True
-
-
-async def wait_for_message(request: Request) -> Response:
-    """Hold the request until a matching message is in the inbox (200) or time runs out
-    (204). ``since`` (default: now) makes it race-free: take it before your action."""
-    key = await require_key(request)
-    inbox = inbox_param(request)
-    context = _ctx(request)
-    try:
-        timeout = float(request.query_params.get("timeout", "30"))
-    except ValueError:
-        raise BadRequest("timeout must be a number of seconds") from None
-    if not 0 <= timeout <= MAX_WAIT:
-        raise BadRequest(f"timeout must be between 0 and {MAX_WAIT:g} seconds")
-    since = date_param(request, "since") or now_ms()
-    subject = request.query_params.get("subject") or None
-    sender = request.query_params.get("from") or None
-    with context.streams.hold(client_ip(request.scope), key.id, STREAMS):
-        return await _wait(context, key, inbox, since, subject, sender,
-                           time.monotonic() + timeout)
-
-
-async def _wait(context: ApiContext, key: ApiKey, inbox: str, since: datetime,
-                subject: str | None, sender: str | None, deadline: float) -> Response:
-    while True:
-        # Subscribe first, then look in the database: nothing can slip between the two.
-        subscription = context.hub.subscribe([inbox], maxsize=1000)
-        try:
-            found = await context.mailboxes.first_matching(key, inbox, since=since,
-                                                           subject=subject, sender=sender)
-            if found is not None:
-                return JSONResponse(message_json(found))
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    async with asyncio.timeout(remaining):  # (wait_for can eat a cancel)
-                        event = await subscription.get()
-                except TimeoutError:
-                    break
-                if (isinstance(event, MessageStored) and event.record.inbox == inbox
-                        and event.record.received >= since
-                        and record_visible(event.record, key.account_id)
-                        and _matches(event.record, subject, sender)):
-                    return JSONResponse(message_json(event.record))
-            return Response(status_code=204,
-                            headers={"X-Mailsac-Waited-Until": iso_ms(now_ms())})
-        except SubscriptionClosed:
-            continue  # flooded inbox: look in the database again
-        finally:
-            context.hub.unsubscribe(subscription)
 
 
 async def webhook_deliveries(request: Request) -> Response:

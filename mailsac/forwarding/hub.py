@@ -1,6 +1,7 @@
 """The in-process message hub: publish is O(interested subscribers) and never blocks.
 
-Subscribers register interest in inboxes, domains, or everything. Each has a bounded
+Subscribers register interest in inboxes, domains, accounts (the account that owns the
+message: a reserved address or a custom domain), or everything. Each has a bounded
 queue; a subscriber whose queue is full when an event arrives is dropped (closed with a
 reason) rather than allowed to slow delivery or grow memory without bound, as Mailpit
 does with full clients.
@@ -28,10 +29,12 @@ class Subscription:
     """One consumer's bounded queue of events."""
 
     def __init__(self, hub: MessageHub, inboxes: frozenset[str], domains: frozenset[str],
-                 everything: bool, maxsize: int) -> None:
+                 everything: bool, maxsize: int, accounts: frozenset[str] = frozenset()
+                 ) -> None:
         self.hub = hub
         self.inboxes = inboxes
         self.domains = domains
+        self.accounts = accounts
         self.everything = everything
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.closed_reason: str | None = None
@@ -58,6 +61,7 @@ class MessageHub:
     def __init__(self) -> None:
         self._by_inbox: dict[str, set[Subscription]] = defaultdict(set)
         self._by_domain: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_account: dict[str, set[Subscription]] = defaultdict(set)
         self._everything: set[Subscription] = set()
         self.dropped = 0
         self.published = 0
@@ -68,24 +72,30 @@ class MessageHub:
     @property
     def subscriber_count(self) -> int:
         subs = set(self._everything)
-        for group in (*self._by_inbox.values(), *self._by_domain.values()):
+        for group in (*self._by_inbox.values(), *self._by_domain.values(),
+                      *self._by_account.values()):
             subs |= group
         return len(subs)
 
     def subscribe(self, inboxes: Iterable[str] = (), domains: Iterable[str] = (), *,
-                  everything: bool = False, maxsize: int = 100) -> Subscription:
-        sub = Subscription(self, frozenset(inboxes), frozenset(domains), everything, maxsize)
+                  everything: bool = False, maxsize: int = 100,
+                  accounts: Iterable[str] = ()) -> Subscription:
+        sub = Subscription(self, frozenset(inboxes), frozenset(domains), everything, maxsize,
+                           frozenset(accounts))
         if everything:
             self._everything.add(sub)
         for inbox in sub.inboxes:
             self._by_inbox[inbox].add(sub)
         for domain in sub.domains:
             self._by_domain[domain].add(sub)
+        for account in sub.accounts:
+            self._by_account[account].add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._everything.discard(sub)
-        for index, keys in ((self._by_inbox, sub.inboxes), (self._by_domain, sub.domains)):
+        for index, keys in ((self._by_inbox, sub.inboxes), (self._by_domain, sub.domains),
+                            (self._by_account, sub.accounts)):
             for key in keys:
                 group = index.get(key)
                 if group is not None:
@@ -99,6 +109,8 @@ class MessageHub:
             for inbox in event.addresses:
                 targets |= self._by_inbox.get(inbox, set())
             targets |= self._by_domain.get(event.record.domain, set())
+            if event.record.account_id is not None:
+                targets |= self._by_account.get(event.record.account_id, set())
         elif isinstance(event, MessageDeleted):
             targets |= self._by_inbox.get(event.inbox, set())
         return targets
@@ -111,9 +123,14 @@ class MessageHub:
         """The inboxes and domains someone subscribed to (for catching up after a gap)."""
         return list(self._by_inbox), list(self._by_domain)
 
-    def wants(self, addresses: Iterable[str], domain: str) -> bool:
-        """Whether an event for these inboxes/domain would reach any subscriber."""
+    def watched_accounts(self) -> list[str]:
+        """The accounts someone subscribed to (for catching up after a gap)."""
+        return list(self._by_account)
+
+    def wants(self, addresses: Iterable[str], domain: str, account: str | None = None) -> bool:
+        """Whether an event for these inboxes/domain/owning account would reach anyone."""
         return (bool(self._everything) or domain in self._by_domain
+                or (account is not None and account in self._by_account)
                 or any(a in self._by_inbox for a in addresses))
 
     def publish(self, event: Event) -> None:

@@ -20,12 +20,13 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from mailsac.capture import Capture, CaptureTransaction
+from mailsac.chaos import Chaos
 from mailsac.delivery import Delivery, InboundMessage
 from mailsac.errors import DomainNotAccepted, InvalidAddress, MailsacError
 from mailsac.gate import Recipient as GateRecipient
 from mailsac.gate import SenderGate
 from mailsac.policy import Recipient, domain_accepted, parse_recipient
-from mailsac.smtp import replies
+from mailsac.smtp import faults, replies
 from mailsac.smtp.auth import SmtpAuth, session_account
 from mailsac.spool import Spool, Spooled
 
@@ -71,7 +72,7 @@ class MailsacHandler:
         gate: SenderGate | None = None,
         owner_of: Callable[[str], str | None] = lambda _: None,
         metrics: SmtpMetrics | None = None, auth: SmtpAuth | None = None,
-        capture: Capture | None = None,
+        capture: Capture | None = None, chaos: Chaos | None = None,
     ) -> None:
         self._delivery = delivery
         self._accepted = frozenset(accepted_domains)
@@ -80,6 +81,7 @@ class MailsacHandler:
         self.metrics = metrics or SmtpMetrics()
         self.auth = auth
         self._capture = capture
+        self.chaos = chaos  # failure injection (mailsac.smtp.faults) while a rule is live
 
     @staticmethod
     def _close_after_reply(server: SMTP, reply: str) -> str:
@@ -130,6 +132,10 @@ class MailsacHandler:
             except MailsacError as exc:
                 self.metrics.rejected(type(exc).__name__)
                 return self._close_after_reply(server, str(replies.reply_for(exc)))
+        if self.chaos is not None and self.chaos.active:
+            injected = await faults.at_mail(self.chaos, server, session, address)
+            if injected is not None:
+                return self._close_after_reply(server, injected)
         if account is not None and self._capture is not None:
             try:
                 envelope.capture = await self._capture.begin(account)
@@ -154,6 +160,10 @@ class MailsacHandler:
                 raise DomainNotAccepted(recipient.domain)
         except MailsacError as exc:
             return str(replies.reply_for(exc))
+        if self.chaos is not None and self.chaos.active:
+            injected = await faults.at_rcpt(self.chaos, server, session, envelope, recipient)
+            if injected is not None:
+                return self._close_after_reply(server, injected)
         if capture is not None and not capture.take():
             return str(replies.S452_STARRED_QUOTA.with_text(
                 f"Starred message limit reached: account {capture.account_id} has "

@@ -57,7 +57,7 @@ from aiosmtpd.smtp import SMTP, syntax
 
 from mailsac.errors import MailsacError
 from mailsac.listeners.proxy import ProxyHeaderError, read_header
-from mailsac.smtp import replies
+from mailsac.smtp import faults, replies
 from mailsac.smtp.budget import Lease
 from mailsac.smtp.datastream import DotDecoder
 from mailsac.smtp.handler import MailsacEnvelope, MailsacHandler
@@ -305,6 +305,11 @@ class MailsacSMTP(SMTP):
                 assert listener.tls is not None
                 if not await self._start_tls(listener.tls.context):
                     return
+            chaos = self.event_handler.chaos  # failure injection (mailsac.smtp.faults)
+            if chaos is not None and chaos.active and (
+                    injected := await faults.at_connect(chaos, self)) is not None:
+                await self._refuse(injected)  # instead of the banner, then closed
+                return
             await super()._handle_client()
         finally:
             listener.admission.release(ip)
@@ -456,6 +461,8 @@ class MailsacSMTP(SMTP):
             except DataTooSlow:
                 await self._refuse(str(replies.S421_TOO_SLOW))
                 return
+            if failure is None and handler.chaos is not None and handler.chaos.active:
+                failure = await faults.at_data(handler.chaos, self, envelope)  # not stored
             if failure is not None:
                 await self.push(failure)
                 self._set_post_data_state()  # type: ignore[no-untyped-call]

@@ -172,3 +172,14 @@ messages = Table(
     # The account private mail belongs to (reserved address or owned domain); NULL = public.
     Column("account_id", Text, nullable=True),
 )
+
+# Codes and links extracted from a message at intake (mailsac.extract), as served by the
+# extract endpoint. A table of its own: message queries never read it, and deleting a
+# message deletes its row (ON DELETE CASCADE).
+message_extracts = Table(
+    "message_extracts",
+    metadata,
+    Column("message_id", Text, ForeignKey("messages.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("data", JSONB, nullable=False),
+)

@@ -76,13 +76,16 @@ async def load(conn: AsyncConnection, ids: Sequence[str]) -> list[MessageRecord]
 
 
 async def received_since(conn: AsyncConnection, since: datetime, inboxes: Iterable[str],
-                         domains: Iterable[str], limit: int) -> list[MessageRecord]:
-    """Rows received at/after ``since`` in ``inboxes`` or ``domains`` (catching up after
-    the listener missed notifications), oldest first, at most ``limit``."""
+                         domains: Iterable[str], limit: int, accounts: Iterable[str] = (),
+                         ) -> list[MessageRecord]:
+    """Rows received at/after ``since`` in ``inboxes``, ``domains`` or owned by ``accounts``
+    (catching up after the listener missed notifications), oldest first, at most ``limit``."""
     wanted_inboxes, wanted_domains = sorted(set(inboxes)), sorted(set(domains))
-    if not wanted_inboxes and not wanted_domains:
+    wanted_accounts = sorted(set(accounts))
+    if not wanted_inboxes and not wanted_domains and not wanted_accounts:
         return []
-    where = or_(messages.c.inbox.in_(wanted_inboxes), messages.c.domain.in_(wanted_domains))
+    where = or_(messages.c.inbox.in_(wanted_inboxes), messages.c.domain.in_(wanted_domains),
+                messages.c.account_id.in_(wanted_accounts))
     query = (select(*_COLUMNS).where(and_(messages.c.received >= since, where))
              .order_by(messages.c.received, messages.c.id).limit(limit))
     return [MessageRecord.from_row(r) for r in (await conn.execute(query)).mappings()]

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailsac.errors import StorageUnavailable
 from mailsac.storage.db import is_unavailable, known_unavailable
+from mailsac.storage.extracts import ExtractRow, insert_extracts
 from mailsac.storage.journal import Journal
 from mailsac.storage.messages import MessageRecord, insert_messages
 from mailsac.storage.webhooks import NewDelivery, insert_deliveries
@@ -42,6 +43,7 @@ DB_WRITE_TIMEOUT = 2.0  # then the batch goes to the outage journal (if configur
 class _Pending:
     records: Sequence[MessageRecord]
     deliveries: Sequence[NewDelivery]
+    extracts: Sequence[ExtractRow]
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -85,12 +87,13 @@ class MetadataWriter:
         self._task = None
 
     async def insert(
-        self, records: Sequence[MessageRecord], deliveries: Sequence[NewDelivery] = ()
+        self, records: Sequence[MessageRecord], deliveries: Sequence[NewDelivery] = (),
+        extracts: Sequence[ExtractRow] = (),
     ) -> None:
         """Queue ``records`` (and their webhook deliveries) and wait until committed."""
         if self._task is None:
             raise StorageUnavailable("the metadata writer is not running")
-        pending = _Pending(records, deliveries)
+        pending = _Pending(records, deliveries, extracts)
         self._queue.put_nowait(pending)
         await asyncio.shield(pending.done)
 
@@ -127,7 +130,9 @@ class MetadataWriter:
             self._settle(batch, await self._journal(records, deliveries))
             return
         try:
-            await self._commit_within_timeout(records, deliveries)
+            # (The outage journal keeps no extracts: the extract endpoint recomputes them.)
+            await self._commit_within_timeout(
+                records, deliveries, [e for item in batch for e in item.extracts])
         except (TimeoutError, SQLAlchemyError, OSError, asyncpg.PostgresError,
                 asyncpg.InterfaceError) as exc:  # (raw asyncpg errors come from the COPY)
             log.error("metadata commit of %d rows failed: %s", len(records), exc)
@@ -145,7 +150,8 @@ class MetadataWriter:
         self._settle(batch, error)
 
     async def _commit_within_timeout(self, records: list[MessageRecord],
-                                     deliveries: list[NewDelivery]) -> None:
+                                     deliveries: list[NewDelivery],
+                                     extracts: list[ExtractRow]) -> None:
         """Commit, or raise TimeoutError after ``commit_timeout`` seconds.
 
         On a hung server even cancelling does not return: the transaction's clean-up
@@ -154,7 +160,7 @@ class MetadataWriter:
         Should the left-behind commit still succeed later, the journal's replay skips the
         rows it finds (and their deliveries), so nothing is stored twice.
         """
-        commit = asyncio.ensure_future(self._insert(records, deliveries))
+        commit = asyncio.ensure_future(self._insert(records, deliveries, extracts))
         done, _ = await asyncio.wait({commit}, timeout=self.commit_timeout)
         if not done:
             self._abandoned.add(commit)
@@ -163,10 +169,11 @@ class MetadataWriter:
         commit.result()
 
     async def _insert(self, records: list[MessageRecord],
-                      deliveries: list[NewDelivery]) -> None:
+                      deliveries: list[NewDelivery], extracts: list[ExtractRow]) -> None:
         async with self._engine.begin() as conn:
             await insert_messages(conn, records)
             await insert_deliveries(conn, deliveries)
+            await insert_extracts(conn, extracts)
 
     def _forget(self, commit: asyncio.Future[None]) -> None:
         self._abandoned.discard(commit)
