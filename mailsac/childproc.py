@@ -19,6 +19,7 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -74,3 +75,15 @@ def die_with_parent(parent: int | None = None, *, interval: float = POLL_INTERVA
     if _orphaned(expected):  # the parent died before the death signal was armed
         _die()
     return mechanism
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
+    """SIGTERM ``proc`` (if still running), wait up to ``timeout`` seconds for it to exit,
+    then SIGKILL it; its exit code (None if it never started)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10)

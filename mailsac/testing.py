@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import smtplib
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 
+from mailsac.childproc import terminate
 from mailsac.storage.embedded import FAST_SETTINGS, EmbeddedPostgres
 
 #: Rate limits off: a test suite sends bursts of mail from one address (0 disables).
@@ -135,13 +135,7 @@ class LocalService:
         """SIGTERM the server (SIGKILL if it does not stop), stop PostgreSQL, clean up."""
         code: int | None = None
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = self.proc.wait(10)
+            code = terminate(self.proc, timeout)
             self.proc = None
         if self._pg is not None:
             self._pg.stop()

@@ -22,6 +22,8 @@ from types import TracebackType
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailsac.childproc import terminate
+
 
 class DiscardHandler:
     """aiosmtpd hooks: advertise PIPELINING, answer 250 to DATA, keep nothing."""
@@ -103,13 +105,8 @@ class BaselineServer:
         self.port = int(json.loads(ready.read_text())["smtp_port"])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc, 10)
         self._dir.cleanup()
 
     def __enter__(self) -> BaselineServer:

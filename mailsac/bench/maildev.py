@@ -28,7 +28,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mailsac.bench.open_loop import Endpoint
+from mailsac.childproc import terminate
 
 #: 3.0.0 runs on Node.js 20 (two transitive packages declare node >= 22 and only warn).
 MAILDEV_VERSION = "3.0.0"
@@ -199,15 +199,7 @@ class MailDevServer:
             return "(no log)"
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        code: int | None = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = self.proc.wait(10)
+        code = terminate(self.proc, timeout) if self.proc is not None else None
         shutil.rmtree(self.workdir, ignore_errors=True)
         return code
 

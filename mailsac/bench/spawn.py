@@ -12,13 +12,14 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mailsac.childproc import terminate
 
 #: ``0`` disables a limit (see MAILSAC_LIMITS in the README).
 GENEROUS_LIMITS = ("ip=0,network=0,sender_org=0,reply_to_org=0,rcpt_public=0,rcpt_private=0,"
@@ -118,15 +119,7 @@ class SpawnedServer:
             return "(no log)"
 
     def stop(self, timeout: float = 60.0) -> int | None:
-        code: int | None = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = self.proc.wait(10)
+        code = terminate(self.proc, timeout) if self.proc is not None else None
         if not self.keep:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         return code
