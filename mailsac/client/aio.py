@@ -32,7 +32,38 @@ from mailsac.client.ops import Call, Criteria, Flow, WaitTarget
 T = TypeVar("T")
 
 
-class AsyncClient:
+class _AsyncWaits:
+    """The asyncio twin of :class:`~mailsac.client.sync._Waits`."""
+
+    def _wait_scope(self) -> tuple[AsyncClient, WaitTarget]:
+        raise NotImplementedError
+
+    async def wait(self, *, subject: str | None = None, from_: str | None = None,
+                   to: str | None = None, contains: str | None = None,
+                   since: datetime | str | None = None, timeout: float = 30.0
+                   ) -> AsyncMessage:
+        client, target = self._wait_scope()
+        found = await client._run(ops.wait(target, Criteria(subject, from_, to, contains),
+                                           since=since, timeout=timeout))
+        return client._message(found[0])
+
+    async def wait_many(self, count: int, *, subject: str | None = None,
+                        from_: str | None = None, to: str | None = None,
+                        contains: str | None = None, since: datetime | str | None = None,
+                        timeout: float = 30.0) -> list[AsyncMessage]:
+        client, target = self._wait_scope()
+        return await client._messages(ops.wait(target, Criteria(subject, from_, to, contains),
+                                                since=since, timeout=timeout, count=count))
+
+    def expect(self, *, subject: str | None = None, from_: str | None = None,
+               to: str | None = None, contains: str | None = None,
+               timeout: float = 30.0) -> AsyncPending[AsyncMessage]:
+        return AsyncPending(lambda since: self.wait(subject=subject, from_=from_, to=to,
+                                                    contains=contains, since=since,
+                                                    timeout=timeout))
+
+
+class AsyncClient(_AsyncWaits):
     """The asyncio twin of :class:`~mailsac.client.Client` (``async with AsyncClient(...)``)."""
 
     def __init__(self, base_url: str, key: str | None = None, *, timeout: float = 30.0,
@@ -93,6 +124,9 @@ class AsyncClient:
     def domain(self, name: str) -> AsyncDomain:
         return AsyncDomain(self, name)
 
+    def _wait_scope(self) -> tuple[AsyncClient, WaitTarget]:
+        return self, WaitTarget.account()
+
     @property
     def chaos(self) -> AsyncChaosRules:
         return AsyncChaosRules(self, "/api/admin/chaos")
@@ -101,30 +135,6 @@ class AsyncClient:
         return self._message(await self._run(ops.get_message(email, message_id)))
 
     # -- account-wide -------------------------------------------------------------------------
-
-    async def wait(self, *, subject: str | None = None, from_: str | None = None,
-                   to: str | None = None, contains: str | None = None,
-                   since: datetime | str | None = None, timeout: float = 30.0
-                   ) -> AsyncMessage:
-        found = await self._run(ops.wait(WaitTarget.account(),
-                                         Criteria(subject, from_, to, contains),
-                                         since=since, timeout=timeout))
-        return self._message(found[0])
-
-    async def wait_many(self, count: int, *, subject: str | None = None,
-                        from_: str | None = None, to: str | None = None,
-                        contains: str | None = None, since: datetime | str | None = None,
-                        timeout: float = 30.0) -> list[AsyncMessage]:
-        flow = ops.wait(WaitTarget.account(), Criteria(subject, from_, to, contains),
-                        since=since, timeout=timeout, count=count)
-        return await self._messages(flow)
-
-    def expect(self, *, subject: str | None = None, from_: str | None = None,
-               to: str | None = None, contains: str | None = None,
-               timeout: float = 30.0) -> AsyncPending[AsyncMessage]:
-        return AsyncPending(lambda since: self.wait(subject=subject, from_=from_, to=to,
-                                                    contains=contains, since=since,
-                                                    timeout=timeout))
 
     async def account_messages(self, limit: int = 20, skip: int = 0,
                                since: datetime | None = None) -> list[AsyncMessage]:
@@ -212,7 +222,7 @@ class AsyncPending(Generic[T]):
         return cast(T, self._value)
 
 
-class AsyncInbox:
+class AsyncInbox(_AsyncWaits):
     """The asyncio twin of :class:`~mailsac.client.sync.Inbox`."""
 
     def __init__(self, client: AsyncClient, email: str) -> None:
@@ -221,6 +231,9 @@ class AsyncInbox:
 
     def __repr__(self) -> str:
         return f"AsyncInbox({self.email!r})"
+
+    def _wait_scope(self) -> tuple[AsyncClient, WaitTarget]:
+        return self.client, WaitTarget.inbox(self.email)
 
     def __str__(self) -> str:
         return self.email
@@ -240,30 +253,6 @@ class AsyncInbox:
 
     async def purge(self) -> None:
         await self.client._run(ops.purge_inbox(self.email))
-
-    async def wait(self, *, subject: str | None = None, from_: str | None = None,
-                   to: str | None = None, contains: str | None = None,
-                   since: datetime | str | None = None, timeout: float = 30.0
-                   ) -> AsyncMessage:
-        found = await self.client._run(ops.wait(WaitTarget.inbox(self.email),
-                                                Criteria(subject, from_, to, contains),
-                                                since=since, timeout=timeout))
-        return self.client._message(found[0])
-
-    async def wait_many(self, count: int, *, subject: str | None = None,
-                        from_: str | None = None, to: str | None = None,
-                        contains: str | None = None, since: datetime | str | None = None,
-                        timeout: float = 30.0) -> list[AsyncMessage]:
-        flow = ops.wait(WaitTarget.inbox(self.email), Criteria(subject, from_, to, contains),
-                        since=since, timeout=timeout, count=count)
-        return await self.client._messages(flow)
-
-    def expect(self, *, subject: str | None = None, from_: str | None = None,
-               to: str | None = None, contains: str | None = None,
-               timeout: float = 30.0) -> AsyncPending[AsyncMessage]:
-        return AsyncPending(lambda since: self.wait(subject=subject, from_=from_, to=to,
-                                                    contains=contains, since=since,
-                                                    timeout=timeout))
 
     async def info(self) -> Address:
         return await self.client._run(ops.get_address(self.email))
@@ -290,7 +279,7 @@ class AsyncInbox:
         return AsyncChaosRules(self.client, f"{ops.inbox_path(self.email)}/chaos")
 
 
-class AsyncDomain:
+class AsyncDomain(_AsyncWaits):
     """The asyncio twin of :class:`~mailsac.client.sync.Domain`."""
 
     def __init__(self, client: AsyncClient, name: str) -> None:
@@ -300,36 +289,15 @@ class AsyncDomain:
     def __repr__(self) -> str:
         return f"AsyncDomain({self.name!r})"
 
+    def _wait_scope(self) -> tuple[AsyncClient, WaitTarget]:
+        return self.client, WaitTarget.domain(self.name)
+
     async def messages(self, limit: int = 20, until: datetime | None = None
                        ) -> list[AsyncMessage]:
         return await self.client._messages(ops.domain_messages(self.name, limit, until))
 
     async def purge(self) -> None:
         await self.client._run(ops.purge_domain(self.name))
-
-    async def wait(self, *, subject: str | None = None, from_: str | None = None,
-                   to: str | None = None, contains: str | None = None,
-                   since: datetime | str | None = None, timeout: float = 30.0
-                   ) -> AsyncMessage:
-        found = await self.client._run(ops.wait(WaitTarget.domain(self.name),
-                                                Criteria(subject, from_, to, contains),
-                                                since=since, timeout=timeout))
-        return self.client._message(found[0])
-
-    async def wait_many(self, count: int, *, subject: str | None = None,
-                        from_: str | None = None, to: str | None = None,
-                        contains: str | None = None, since: datetime | str | None = None,
-                        timeout: float = 30.0) -> list[AsyncMessage]:
-        flow = ops.wait(WaitTarget.domain(self.name), Criteria(subject, from_, to, contains),
-                        since=since, timeout=timeout, count=count)
-        return await self.client._messages(flow)
-
-    def expect(self, *, subject: str | None = None, from_: str | None = None,
-               to: str | None = None, contains: str | None = None,
-               timeout: float = 30.0) -> AsyncPending[AsyncMessage]:
-        return AsyncPending(lambda since: self.wait(subject=subject, from_=from_, to=to,
-                                                    contains=contains, since=since,
-                                                    timeout=timeout))
 
     @property
     def chaos(self) -> AsyncChaosRules:

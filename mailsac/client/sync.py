@@ -35,7 +35,45 @@ from mailsac.client.ops import Call, Criteria, Flow, WaitTarget
 T = TypeVar("T")
 
 
-class Client:
+class _Waits:
+    """``wait``, ``wait_many`` and ``expect`` over one :class:`WaitTarget`: an inbox, a
+    custom domain, or every private address and custom domain of the account."""
+
+    def _wait_scope(self) -> tuple[Client, WaitTarget]:
+        raise NotImplementedError
+
+    def wait(self, *, subject: str | None = None, from_: str | None = None,
+             to: str | None = None, contains: str | None = None,
+             since: datetime | str | None = None, timeout: float = 30.0) -> Message:
+        """The oldest message received at/after ``since`` that matches every given
+        criterion (case-insensitive substrings; ``contains`` looks in subject, text and
+        HTML). Without ``since`` mail already there counts; to wait only for mail that an
+        action causes, use :meth:`expect` or pass a time taken before the action.
+        Raises :class:`WaitTimeout` (listing what did arrive) after ``timeout`` seconds."""
+        client, target = self._wait_scope()
+        found = client._run(ops.wait(target, Criteria(subject, from_, to, contains),
+                                     since=since, timeout=timeout))
+        return client._message(found[0])
+
+    def wait_many(self, count: int, *, subject: str | None = None, from_: str | None = None,
+                  to: str | None = None, contains: str | None = None,
+                  since: datetime | str | None = None, timeout: float = 30.0
+                  ) -> list[Message]:
+        """Wait until ``count`` matching messages are there; oldest first."""
+        client, target = self._wait_scope()
+        return client._messages(ops.wait(target, Criteria(subject, from_, to, contains),
+                                         since=since, timeout=timeout, count=count))
+
+    def expect(self, *, subject: str | None = None, from_: str | None = None,
+               to: str | None = None, contains: str | None = None,
+               timeout: float = 30.0) -> Pending[Message]:
+        """A :class:`Pending` wait: ``since`` is when the ``with`` block starts."""
+        return Pending(lambda since: self.wait(subject=subject, from_=from_, to=to,
+                                               contains=contains, since=since,
+                                               timeout=timeout))
+
+
+class Client(_Waits):
     """A Mailsac-compatible API client (ours adds waits, extraction and chaos rules).
 
     ``Client("http://127.0.0.1:8080", key="k_...")``; use as a context manager or call
@@ -102,6 +140,9 @@ class Client:
         """One custom domain of the account (no request is made)."""
         return Domain(self, name)
 
+    def _wait_scope(self) -> tuple[Client, WaitTarget]:
+        return self, WaitTarget.account()
+
     @property
     def chaos(self) -> ChaosRules:
         """Service-wide SMTP failure rules (operator key only)."""
@@ -111,31 +152,6 @@ class Client:
         return self._message(self._run(ops.get_message(email, message_id)))
 
     # -- account-wide -------------------------------------------------------------------------
-
-    def wait(self, *, subject: str | None = None, from_: str | None = None,
-             to: str | None = None, contains: str | None = None,
-             since: datetime | str | None = None, timeout: float = 30.0) -> Message:
-        """The first matching message in any private address or custom domain of the
-        account (see :meth:`Inbox.wait`)."""
-        found = self._run(ops.wait(WaitTarget.account(), Criteria(subject, from_, to, contains),
-                                   since=since, timeout=timeout))
-        return self._message(found[0])
-
-    def wait_many(self, count: int, *, subject: str | None = None, from_: str | None = None,
-                  to: str | None = None, contains: str | None = None,
-                  since: datetime | str | None = None, timeout: float = 30.0
-                  ) -> list[Message]:
-        flow = ops.wait(WaitTarget.account(), Criteria(subject, from_, to, contains),
-                        since=since, timeout=timeout, count=count)
-        return self._messages(flow)
-
-    def expect(self, *, subject: str | None = None, from_: str | None = None,
-               to: str | None = None, contains: str | None = None,
-               timeout: float = 30.0) -> Pending[Message]:
-        """Account-wide :meth:`Inbox.expect`."""
-        return Pending(lambda since: self.wait(subject=subject, from_=from_, to=to,
-                                               contains=contains, since=since,
-                                               timeout=timeout))
 
     def account_messages(self, limit: int = 20, skip: int = 0,
                          since: datetime | None = None) -> list[Message]:
@@ -235,7 +251,7 @@ class Pending(Generic[T]):
         return cast(T, self._value)
 
 
-class Inbox:
+class Inbox(_Waits):
     """One address: its messages, waits, reservation settings and chaos rules."""
 
     def __init__(self, client: Client, email: str) -> None:
@@ -244,6 +260,9 @@ class Inbox:
 
     def __repr__(self) -> str:
         return f"Inbox({self.email!r})"
+
+    def _wait_scope(self) -> tuple[Client, WaitTarget]:
+        return self.client, WaitTarget.inbox(self.email)
 
     def __str__(self) -> str:
         return self.email
@@ -264,36 +283,6 @@ class Inbox:
     def purge(self) -> None:
         """Delete every message (starred ones are kept)."""
         self.client._run(ops.purge_inbox(self.email))
-
-    def wait(self, *, subject: str | None = None, from_: str | None = None,
-             to: str | None = None, contains: str | None = None,
-             since: datetime | str | None = None, timeout: float = 30.0) -> Message:
-        """The oldest message received at/after ``since`` that matches every given
-        criterion (case-insensitive substrings; ``contains`` looks in subject, text and
-        HTML). Without ``since`` mail already in the inbox counts; to wait only for mail
-        that an action causes, use :meth:`expect` or pass a time taken before the action.
-        Raises :class:`WaitTimeout` (listing what did arrive) after ``timeout`` seconds."""
-        found = self.client._run(ops.wait(WaitTarget.inbox(self.email),
-                                          Criteria(subject, from_, to, contains),
-                                          since=since, timeout=timeout))
-        return self.client._message(found[0])
-
-    def wait_many(self, count: int, *, subject: str | None = None, from_: str | None = None,
-                  to: str | None = None, contains: str | None = None,
-                  since: datetime | str | None = None, timeout: float = 30.0
-                  ) -> list[Message]:
-        """Wait until ``count`` matching messages are there; oldest first."""
-        flow = ops.wait(WaitTarget.inbox(self.email), Criteria(subject, from_, to, contains),
-                        since=since, timeout=timeout, count=count)
-        return self.client._messages(flow)
-
-    def expect(self, *, subject: str | None = None, from_: str | None = None,
-               to: str | None = None, contains: str | None = None,
-               timeout: float = 30.0) -> Pending[Message]:
-        """A :class:`Pending` wait: ``since`` is when the ``with`` block starts."""
-        return Pending(lambda since: self.wait(subject=subject, from_=from_, to=to,
-                                               contains=contains, since=since,
-                                               timeout=timeout))
 
     def info(self) -> Address:
         """``GET /api/addresses/{email}``."""
@@ -324,7 +313,7 @@ class Inbox:
         return ChaosRules(self.client, f"{ops.inbox_path(self.email)}/chaos")
 
 
-class Domain:
+class Domain(_Waits):
     """A custom domain of the account: its mail, domain-wide waits and chaos rules."""
 
     def __init__(self, client: Client, name: str) -> None:
@@ -334,36 +323,15 @@ class Domain:
     def __repr__(self) -> str:
         return f"Domain({self.name!r})"
 
+    def _wait_scope(self) -> tuple[Client, WaitTarget]:
+        return self.client, WaitTarget.domain(self.name)
+
     def messages(self, limit: int = 20, until: datetime | None = None) -> list[Message]:
         return self.client._messages(ops.domain_messages(self.name, limit, until))
 
     def purge(self) -> None:
         """Delete all the domain's mail (starred kept)."""
         self.client._run(ops.purge_domain(self.name))
-
-    def wait(self, *, subject: str | None = None, from_: str | None = None,
-             to: str | None = None, contains: str | None = None,
-             since: datetime | str | None = None, timeout: float = 30.0) -> Message:
-        """:meth:`Inbox.wait` across every address of the domain."""
-        found = self.client._run(ops.wait(WaitTarget.domain(self.name),
-                                          Criteria(subject, from_, to, contains),
-                                          since=since, timeout=timeout))
-        return self.client._message(found[0])
-
-    def wait_many(self, count: int, *, subject: str | None = None, from_: str | None = None,
-                  to: str | None = None, contains: str | None = None,
-                  since: datetime | str | None = None, timeout: float = 30.0
-                  ) -> list[Message]:
-        flow = ops.wait(WaitTarget.domain(self.name), Criteria(subject, from_, to, contains),
-                        since=since, timeout=timeout, count=count)
-        return self.client._messages(flow)
-
-    def expect(self, *, subject: str | None = None, from_: str | None = None,
-               to: str | None = None, contains: str | None = None,
-               timeout: float = 30.0) -> Pending[Message]:
-        return Pending(lambda since: self.wait(subject=subject, from_=from_, to=to,
-                                               contains=contains, since=since,
-                                               timeout=timeout))
 
     @property
     def chaos(self) -> ChaosRules:
