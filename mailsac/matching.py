@@ -24,6 +24,7 @@ from mailsac.errors import InvalidRequest
 from mailsac.forwarding.hub import MessageHub, Subscription
 from mailsac.mime.bodies import text_body
 from mailsac.mime.parse import ParsedMessage
+from mailsac.singleflight import SingleFlight
 from mailsac.storage.messages import MessageRecord, contains
 from mailsac.storage.models import messages
 from mailsac.visibility import record_visible, visible_to
@@ -145,7 +146,7 @@ class BodyMatcher:
         self._haystack = haystack
         self._peek = peek
         self._answers: OrderedDict[tuple[str, str], bool] = OrderedDict()
-        self._running: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        self._flights: SingleFlight[tuple[str, str], bool] = SingleFlight(self._remember_answer)
         self._remember = remember
         self.searches = 0  # searches actually run (for tests and the benchmark)
 
@@ -160,20 +161,10 @@ class BodyMatcher:
         answer = self._answers.get(key)
         if answer is not None:
             return answer
-        task = self._running.get(key)
-        if task is None:
-            task = asyncio.create_task(self._search(haystack, term))
-            self._running[key] = task
-            task.add_done_callback(lambda done: self._finished(key, done))
-        # Shielded: one asker going away does not cancel the search the others await.
-        return await asyncio.shield(task)
+        return await self._flights.run(key, lambda: self._search(haystack, term))
 
-    def _finished(self, key: tuple[str, str], task: asyncio.Task[bool]) -> None:
-        if self._running.get(key) is task:
-            del self._running[key]
-        if task.cancelled() or task.exception() is not None:
-            return  # the askers see the error; the next one tries again
-        self._answers[key] = task.result()
+    def _remember_answer(self, key: tuple[str, str], answer: bool) -> None:
+        self._answers[key] = answer
         if len(self._answers) > self._remember:
             self._answers.popitem(last=False)
 

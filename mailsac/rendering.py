@@ -20,6 +20,7 @@ from mailsac.lru import ByteLRU
 from mailsac.matching import match_haystack
 from mailsac.mime.bodies import dirty_html, has_remote_images, sanitized_html, text_body
 from mailsac.mime.parse import ParsedMessage
+from mailsac.singleflight import SingleFlight
 from mailsac.storage.messages import MessageRecord
 
 __all__ = ["CONCURRENCY", "VARIANTS", "Renderings"]
@@ -57,7 +58,7 @@ class Renderings:
                  max_bytes: int, concurrency: int = CONCURRENCY) -> None:
         self._parsed = parsed
         self.cache: ByteLRU[tuple[str, str], Rendering] = ByteLRU(max_bytes, _sizeof)
-        self._running: dict[tuple[str, str], asyncio.Task[Rendering]] = {}
+        self._flights: SingleFlight[tuple[str, str], Rendering] = SingleFlight(self.cache.put)
         self._concurrency = concurrency
         self._slots: asyncio.Semaphore | None = None  # made on first use, in the loop
         self.computed = 0  # renderings computed so far (for tests and metrics)
@@ -86,13 +87,8 @@ class Renderings:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        task = self._running.get(key)
-        if task is None:
-            task = asyncio.create_task(self._compute(record, variant))
-            self._running[key] = task
-            task.add_done_callback(lambda done: self._finished(key, done))
-        # Shielded: a cancelled request (client gone) leaves the computation running.
-        return await asyncio.shield(task)
+        # A cancelled request (client gone) leaves the computation running for the others.
+        return await self._flights.run(key, lambda: self._compute(record, variant))
 
     def discard(self, blob_key: str) -> None:
         """Forget every rendering of ``blob_key`` (its blob is being deleted)."""
@@ -108,9 +104,3 @@ class Renderings:
         self.computed += 1
         return result
 
-    def _finished(self, key: tuple[str, str], task: asyncio.Task[Rendering]) -> None:
-        if self._running.get(key) is task:
-            del self._running[key]
-        if task.cancelled() or task.exception() is not None:
-            return  # the waiters see the error; the next request tries again
-        self.cache.put(key, task.result())
