@@ -28,7 +28,13 @@ from mailsac import __version__
 from mailsac.bench import maildev
 from mailsac.bench.open_loop import OpenLoopProbe
 from mailsac.bench.report import Progress, flood_json, summarize
-from mailsac.bench.runner import PROBE_INBOXES, PROBE_MESSAGES, Options, run_bench
+from mailsac.bench.runner import (
+    PROBE_INBOXES,
+    PROBE_MESSAGES,
+    Options,
+    flood_while_probing,
+    run_bench,
+)
 from mailsac.bench.smtp_load import FloodConfig, FloodProcess, FloodResult, run_flood
 from mailsac.bench.spawn import Sampler
 from mailsac.bench.stats import LatencyStats, spread
@@ -106,28 +112,13 @@ class MailDevSide:
                     targets: list[tuple[str, str]]) -> tuple[FloodResult, dict[str, LatencyStats]]:
         config = self.config(server.smtp_port, workload, self.scenario.sessions)
         process = FloodProcess(config, self.opts.client_procs, self.opts.client_loop)
-        self.ui.line(f"{label}: building messages…")
-        stop = asyncio.Event()
         probe = OpenLoopProbe(server.url, "", maildev.endpoints(targets, self.opts.seed),
                               self.opts.probe_rate)
-        prober: asyncio.Task[dict[str, LatencyStats]] | None = None
-        try:
-            await process.start()
-            prober = asyncio.create_task(probe.run(stop=stop,
-                                                   max_seconds=self.opts.max_seconds + 60))
-            started = time.monotonic()
-            process.go()
-            while not process.done():
-                self.ui.bar(label, process.progress, workload.count, started)
-                await asyncio.sleep(0.1)
-            result = await process.result()
-            stop.set()
-            return result, await prober
-        finally:
-            stop.set()
-            if prober is not None and not prober.done():
-                prober.cancel()
-            process.kill()
+        result, stats = await flood_while_probing(
+            process, self.ui, label, workload.count,
+            lambda stop: probe.run(stop=stop, max_seconds=self.opts.max_seconds + 60))
+        assert stats is not None
+        return result, stats
 
     async def verify(self, client: httpx.AsyncClient, workload: Workload,
                      accepted: list[int]) -> dict[str, Any]:

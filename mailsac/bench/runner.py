@@ -13,10 +13,10 @@ import dataclasses
 import platform
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -31,6 +31,7 @@ from mailsac.bench.spawn import Sampler, SpawnedServer, Usage
 from mailsac.bench.workload import SizeMix, Workload
 
 PROBE_INBOXES, PROBE_MESSAGES = 5, 20
+P = TypeVar("P")
 
 
 @dataclass
@@ -94,6 +95,34 @@ async def target_of(opts: Options) -> AsyncIterator[Target]:
             raise RuntimeError(f"the spawned server exited with {code}:\n{server.log_tail()}")
 
 
+async def flood_while_probing(
+    process: FloodProcess, ui: Progress, label: str, count: int,
+    probe: Callable[[asyncio.Event], Awaitable[P]] | None,
+) -> tuple[FloodResult, P | None]:
+    """Run the flood ``process`` (with a progress bar) while ``probe(stop)`` measures the
+    API; ``stop`` is set when the flood ends. The flood's result and the probe's."""
+    ui.line(f"{label}: building messages…")
+    stop = asyncio.Event()
+    prober: asyncio.Task[P] | None = None
+    try:
+        await process.start()
+        if probe is not None:
+            prober = asyncio.ensure_future(probe(stop))
+        started = time.monotonic()
+        process.go()
+        while not process.done():
+            ui.bar(label, process.progress, count, started)
+            await asyncio.sleep(0.1)
+        result = await process.result()
+        stop.set()
+        return result, (await prober if prober is not None else None)
+    finally:
+        stop.set()
+        if prober is not None and not prober.done():
+            prober.cancel()
+        process.kill()
+
+
 class Bench:
     def __init__(self, opts: Options, target: Target, client: httpx.AsyncClient,
                  ui: Progress) -> None:
@@ -130,29 +159,15 @@ class Bench:
                     probe: bool) -> tuple[FloodResult, http_probe.ProbeResult | None]:
         process = FloodProcess(self.flood_config(port, workload, self.scenario.sessions),
                                self.opts.client_procs, self.opts.client_loop)
-        self.ui.line(f"{label}: building messages…")
-        stop = asyncio.Event()
-        prober: asyncio.Task[http_probe.ProbeResult] | None = None
-        try:
-            await process.start()
-            if probe:
-                prober = asyncio.create_task(http_probe.probe(
-                    self.target.url, self.target.key, self.targets, stop=stop,
-                    rate=self.opts.probe_rate, max_seconds=self.opts.max_seconds + 60,
-                    seed=self.opts.seed))
-            started = time.monotonic()
-            process.go()
-            while not process.done():
-                self.ui.bar(label, process.progress, workload.count, started)
-                await asyncio.sleep(0.1)
-            result = await process.result()
-            stop.set()
-            return result, (await prober if prober is not None else None)
-        finally:
-            stop.set()
-            if prober is not None and not prober.done():
-                prober.cancel()
-            process.kill()
+
+        def prober(stop: asyncio.Event) -> Awaitable[http_probe.ProbeResult]:
+            return http_probe.probe(
+                self.target.url, self.target.key, self.targets, stop=stop,
+                rate=self.opts.probe_rate, max_seconds=self.opts.max_seconds + 60,
+                seed=self.opts.seed)
+
+        return await flood_while_probing(process, self.ui, label, workload.count,
+                                         prober if probe else None)
 
     async def one_run(self, k: int, baseline: BaselineServer | None) -> dict[str, Any]:
         run_id = f"{self.base_id}r{k}"
