@@ -28,7 +28,8 @@ from mailsac.bench.spawn import SpawnedServer
 from mailsac.bench.stats import percentile
 
 
-def _message(to: str, subject: str, body: str = "probe") -> bytes:
+def probe_message(to: str, subject: str, body: str = "probe") -> bytes:
+    """A small plain-text message with a unique Message-ID (the benches' probes)."""
     msg = EmailMessage()
     msg["From"] = "bench@example.org"
     msg["To"] = to
@@ -49,7 +50,7 @@ async def _flood(port: int, stop: asyncio.Event, sessions: int, sent: list[int])
         while not stop.is_set():
             to = f"flood{secrets.token_hex(3)}@bench.test"
             try:
-                await _send(port, to, _message(to, "flood", "x" * 2000))
+                await _send(port, to, probe_message(to, "flood", "x" * 2000))
                 sent[0] += 1
             except (aiosmtplib.SMTPException, OSError):
                 await asyncio.sleep(0.1)
@@ -76,7 +77,7 @@ async def _probe(a: SpawnedServer, feeds: dict[str, Any], address: str,
     latencies: dict[str, list[float]] = {name: [] for name in feeds}
     for i in range(count):
         subject = f"probe-{i}-{secrets.token_hex(4)}"
-        await _send(a.smtp_port, address, _message(address, subject))
+        await _send(a.smtp_port, address, probe_message(address, subject))
         acked = time.perf_counter()
         for name, ws in feeds.items():
             while True:

@@ -25,31 +25,21 @@ import statistics
 import sys
 import time
 import uuid
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
+from mailsac.bench.cluster import probe_message
 from mailsac.bench.spawn import Sampler, SpawnedServer, cpu_seconds, rss_bytes
 from mailsac.bench.stats import percentile
-
-
-def _message(to: str, subject: str, body: str) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Bench <bench@load.test>"
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{uuid.uuid4().hex}@load.test>"
-    msg.set_content(body)
-    return msg.as_bytes()
 
 
 def _send(port: int, to: str, count: int, body: str) -> float:
     """Send ``count`` messages over one session; the monotonic time of the last ``250``."""
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
         for i in range(count):
-            smtp.sendmail("bench@load.test", [to], _message(to, f"bench {i}", body))
+            smtp.sendmail("bench@load.test", [to], probe_message(to, f"bench {i}", body))
         return time.monotonic()  # before QUIT: waits may be answered during it
 
 
