@@ -51,9 +51,10 @@ from mailsac.spam_autolearn import AutoLearner
 from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MetadataWriter
 from mailsac.storage.blobs_select import create_blob_store
-from mailsac.storage.db import create_engine, known_unavailable, liveness
+from mailsac.storage.db import connect_options, create_engine, known_unavailable, liveness
 from mailsac.storage.joblock import retention_key
 from mailsac.storage.journal import Journal
+from mailsac.storage.readpool import ReadPool
 from mailsac.storage.retention import RetentionPolicy, RetentionSweeper
 from mailsac.visibility import Visibility
 
@@ -66,6 +67,7 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
+    reads: ReadPool
     blobs: BlobStore
     writer: MetadataWriter
     delivery: Delivery
@@ -179,6 +181,8 @@ def build_services(settings: Settings, database_url: str,
                    journal_dir: Path | None = None) -> Services:
     engine = create_engine(database_url, pool_size=settings.db_pool_size,
                            connect_timeout=settings.db_connect_timeout, cluster=settings.cluster)
+    reads = ReadPool(engine, connect_options(connect_timeout=settings.db_connect_timeout,
+                                             cluster=settings.cluster))
     blobs = create_blob_store(settings, engine)
     writer = MetadataWriter(engine, Journal(
         journal_dir or settings.data_dir / "journal", max_age=settings.journal_max_age,
@@ -230,7 +234,7 @@ def build_services(settings: Settings, database_url: str,
                         proxy_timeout=settings.proxy_timeout,
                         auth_require_tls=False)  # the handler decides (mailsac.smtp.auth)
     loop_monitor.on_tick.append(smtp.check_pressure)
-    mailboxes = Mailboxes(engine, blobs, settings.cache_bytes, visibility, hub, spam,
+    mailboxes = Mailboxes(engine, reads, blobs, settings.cache_bytes, visibility, hub, spam,
                           render_cache_bytes=settings.render_cache_bytes)
     addresses = Addresses(engine, directory, mailboxes.drop_blobs,
                           max_aliases=settings.max_aliases_per_account)
@@ -260,8 +264,9 @@ def build_services(settings: Settings, database_url: str,
             breaker_cooldown=settings.webhook_breaker_cooldown))
     delivery.on_new_deliveries = webhooks.wake
     services = Services(
-        settings=settings, engine=engine, blobs=blobs, writer=writer, delivery=delivery,
-        mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory, addresses=addresses,
+        settings=settings, engine=engine, reads=reads, blobs=blobs, writer=writer,
+        delivery=delivery, mailboxes=mailboxes, auth=auth, smtp=smtp, directory=directory,
+        addresses=addresses,
         account_mail=AccountMail(engine, directory, visibility, mailboxes.drop_blobs),
         admin=Admin(engine, addresses, auth), retention=retention, hub=hub, webhooks=webhooks,
         spam=spam, gate=gate, loop_monitor=loop_monitor, analyzer=analyzer, tls=tls,

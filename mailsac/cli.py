@@ -30,6 +30,7 @@ from mailsac.spam.cli import register as register_spam
 from mailsac.storage.accounts import DEFAULT_ACCOUNT
 from mailsac.storage.db import create_engine, ensure_database, run_migrations
 from mailsac.storage.embedded import EmbeddedPostgres, running_server_url
+from mailsac.storage.readpool import READ_POOL_SIZE
 
 log = logging.getLogger("mailsac")
 
@@ -58,9 +59,11 @@ def database(settings: Settings, *, exclusive: bool) -> Iterator[str]:
             )
         yield attached
         return
-    many = settings.processes > 1  # each process pools up to 2 x MAILSAC_DB_POOL_SIZE
+    # Each process pools up to 2 x MAILSAC_DB_POOL_SIZE, plus its read pool and listeners.
+    many = settings.processes > 1
+    per_process = 2 * settings.db_pool_size + READ_POOL_SIZE + 8
     server = EmbeddedPostgres(settings.postgres_dir, settings={
-        "max_connections": str(max(100, settings.processes * (2 * settings.db_pool_size + 8)))
+        "max_connections": str(max(100, settings.processes * per_process))
     } if many else None)
     server.start()  # main thread, before any event loop or worker thread exists
     try:

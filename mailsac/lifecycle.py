@@ -236,6 +236,7 @@ async def stop(services: Services) -> None:
         await _step("cluster events", services.cluster.stop())
     await _step("directory", services.directory.stop())
     await _step("blob store", services.blobs.close())
+    await _step("read pool", services.reads.close())
     await _step("database", services.engine.dispose())
     log.info("mailsac stopped")
 

@@ -27,6 +27,7 @@ from mailsac.storage import messages as queries
 from mailsac.storage.db import connect
 from mailsac.storage.keys import ApiKey
 from mailsac.storage.models import messages
+from mailsac.storage.readpool import ReadPool
 from mailsac.visibility import Visibility, visible_to
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,12 @@ class Mailboxes:
     """Lists, fetches, flags and deletes messages; caches parsed bodies by bytes."""
 
     def __init__(
-        self, engine: AsyncEngine, blobs: BlobStore, cache_bytes: int, visibility: Visibility,
-        hub: MessageHub | None = None, spam: SpamFeedback | None = None,
+        self, engine: AsyncEngine, reads: ReadPool, blobs: BlobStore, cache_bytes: int,
+        visibility: Visibility, hub: MessageHub | None = None, spam: SpamFeedback | None = None,
         render_cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._engine = engine
+        self._reads = reads  # the hot reads: list an inbox, get a message
         self._blobs = blobs
         self._visibility = visibility
         self._hub = hub
@@ -67,14 +69,14 @@ class Mailboxes:
     ) -> list[MessageRecord]:
         """Newest first; ``light`` records carry no address, link or attachment lists."""
         self._visibility.check_inbox(key, inbox)
-        async with connect(self._engine) as conn:
-            if light:
+        if light:
+            async with connect(self._engine) as conn:
                 return await queries.list_inbox(conn, inbox, limit=limit, until=until,
                                                 condition=visible_to(key.account_id),
                                                 light=True)
-            listing = _LISTING if until is None else _LISTING_UNTIL
-            return await queries.run_listing(conn, listing, inbox=inbox,
-                                             account=key.account_id, limit=limit, until=until)
+        listing = _LISTING if until is None else _LISTING_UNTIL
+        return await queries.run_listing(self._reads, listing, inbox=inbox,
+                                         account=key.account_id, limit=limit, until=until)
 
     async def count_messages(self, key: ApiKey, inbox: str) -> int:
         self._visibility.check_inbox(key, inbox)
@@ -93,8 +95,7 @@ class Mailboxes:
     # -- message level --------------------------------------------------------------------
 
     async def get(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
-        async with connect(self._engine) as conn:
-            record = await queries.get_message(conn, inbox, message_id)
+        record = await queries.get_message(self._reads, inbox, message_id)
         return self._visibility.check_message(key, inbox, message_id, record)
 
     async def delete(self, key: ApiKey, inbox: str, message_id: str) -> MessageRecord:
@@ -236,3 +237,4 @@ class Mailboxes:
         self.cache.put(blob_key, parsed)
         future.set_result(parsed)
         return parsed
+

@@ -13,5 +13,6 @@ def now_ms() -> datetime:
 
 def iso_ms(value: datetime) -> str:
     """``2026-11-24T22:51:48.123Z``: UTC, millisecond precision, Z suffix."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not UTC:  # the driver's timestamps already are UTC
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from mailsac.api.context import ctx, json_body, message_target, require_key
 from mailsac.api.errors import BadRequest
+from mailsac.api.responses import FastJSONResponse
 from mailsac.errors import NotFound
 from mailsac.messagejson import message_json
 from mailsac.spam import check_spam
@@ -18,7 +19,7 @@ from mailsac.spam.report import spam_report as build_spam_report
 async def toggle_star(request: Request) -> Response:
     key = await require_key(request)
     record = await ctx(request).mailboxes.toggle_star(key, *message_target(request))
-    return JSONResponse(message_json(record))
+    return FastJSONResponse(message_json(record))
 
 
 async def add_label(request: Request) -> Response:
@@ -66,7 +67,7 @@ async def _mark(request: Request, *, is_spam: bool) -> Response:
     """Our extension: teach the spam model about a message (and file it accordingly)."""
     key = await require_key(request)
     record = await ctx(request).mailboxes.mark_spam(key, request.path_params["id"], is_spam)
-    return JSONResponse(message_json(record))
+    return FastJSONResponse(message_json(record))
 
 
 async def spam_check(request: Request) -> Response:

@@ -14,7 +14,7 @@ from mailsac.api.context import (
     require_key,
 )
 from mailsac.api.errors import BadRequest
-from mailsac.api.responses import json_response
+from mailsac.api.responses import FastJSONResponse, json_response
 from mailsac.messagejson import message_json
 from mailsac.mime import headers_json, headers_ordered, headers_plain
 
@@ -41,7 +41,7 @@ async def message_count(request: Request) -> Response:
 async def get_message(request: Request) -> Response:
     key = await require_key(request)
     record = await ctx(request).mailboxes.get(key, *message_target(request))
-    return JSONResponse(message_json(record))
+    return FastJSONResponse(message_json(record))
 
 
 async def delete_message(request: Request) -> Response:

@@ -19,11 +19,12 @@ import time
 from datetime import datetime
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from mailsac.api.context import ApiContext, ctx, date_param, inbox_param, require_key
 from mailsac.api.errors import BadRequest
 from mailsac.api.limits import STREAMS, client_ip
+from mailsac.api.responses import FastJSONResponse
 from mailsac.events import MessageStored
 from mailsac.forwarding.hub import SubscriptionClosed
 from mailsac.matching import BodyMatcher, Criteria, Scope
@@ -179,8 +180,8 @@ async def _serve(request: Request, key: ApiKey, scope: Scope) -> Response:
             "X-Mailsac-Matched": str(len(wait.found))})
     found = wait.result()
     if count is None:
-        return JSONResponse(message_json(found[0]))
-    return JSONResponse({"messages": [message_json(record) for record in found]})
+        return FastJSONResponse(message_json(found[0]))
+    return FastJSONResponse({"messages": [message_json(record) for record in found]})
 
 
 async def wait_in_inbox(request: Request) -> Response:

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -45,11 +46,19 @@ def create_engine(url: str, pool_size: int = 10, *, connect_timeout: float = 5.0
         max_overflow=pool_size,
         pool_pre_ping=False,
         pool_timeout=DB_TIMEOUT,
-        # Fail fast instead of hanging when the server is unreachable.
-        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout,
-                      # Tags this node's NOTIFYs (migration 0010's trigger reads it).
-                      "server_settings": {NODE_SETTING: NODE_ID, CLUSTER_SETTING: cluster}},
+        connect_args=connect_options(connect_timeout=connect_timeout,
+                                     command_timeout=command_timeout, cluster=cluster),
     )
+
+
+def connect_options(*, connect_timeout: float = 5.0, command_timeout: float = 60.0,
+                    cluster: str = "") -> dict[str, Any]:
+    """asyncpg's ``connect()`` keywords for this node's connections (see
+    :func:`create_engine`; :class:`mailsac.storage.readpool.ReadPool` uses them too)."""
+    # Fail fast instead of hanging when the server is unreachable.
+    return {"timeout": connect_timeout, "command_timeout": command_timeout,
+            # Tags this node's NOTIFYs (migration 0010's trigger reads it).
+            "server_settings": {NODE_SETTING: NODE_ID, CLUSTER_SETTING: cluster}}
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailsac.storage.models import accounts, messages
 from mailsac.storage.rawquery import RawQuery
+from mailsac.storage.readpool import ReadPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,12 @@ class MessageRecord:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> MessageRecord:
         return cls(**{name: row[name] for name in _FIELD_NAMES})
+
+    @classmethod
+    def from_record(cls, record: Any) -> MessageRecord:
+        """From a driver record of ``_COLUMNS`` (a :class:`RawQuery`'s row): its values
+        are in field order, so no lookup by name."""
+        return cls(*record.values())
 
     def as_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELD_NAMES}
@@ -155,10 +162,10 @@ def inbox_listing(condition: Condition, *, until: bool = False) -> RawQuery:
                     .limit(bindparam("limit")))
 
 
-async def run_listing(conn: AsyncConnection, query: RawQuery, **params: Any
+async def run_listing(reads: ReadPool, query: RawQuery, **params: Any
                       ) -> list[MessageRecord]:
     """Records from an :func:`inbox_listing` statement, newest first."""
-    return [MessageRecord.from_row(row) for row in await query.fetch(conn, **params)]
+    return [MessageRecord.from_record(row) for row in await reads.fetch(query, **params)]
 
 
 async def count_inbox(
@@ -169,9 +176,9 @@ async def count_inbox(
     return int((await conn.execute(query)).scalar_one())
 
 
-async def get_message(conn: AsyncConnection, inbox: str, message_id: str) -> MessageRecord | None:
-    rows = await _GET.fetch(conn, id=message_id, inbox=inbox)
-    return MessageRecord.from_row(rows[0]) if rows else None
+async def get_message(reads: ReadPool, inbox: str, message_id: str) -> MessageRecord | None:
+    rows = await reads.fetch(_GET, id=message_id, inbox=inbox)
+    return MessageRecord.from_record(rows[0]) if rows else None
 
 
 async def get_by_id(conn: AsyncConnection, message_id: str) -> MessageRecord | None:
