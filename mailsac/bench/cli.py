@@ -191,7 +191,11 @@ def handler(args: argparse.Namespace) -> int:
     if args.cluster > 1:
         from mailsac.bench.cluster import run_cluster
 
-        print(json.dumps(asyncio.run(run_cluster(args.cluster, keep=args.keep)), indent=2))
+        report = asyncio.run(run_cluster(args.cluster, keep=args.keep,
+                                         server_env=dict(args.server_env)))
+        print(json.dumps(report, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=2))
         return 0
     try:
         opts = options_from_args(args)

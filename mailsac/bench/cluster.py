@@ -95,16 +95,20 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 async def run_cluster(nodes: int = 3, probes: int = 200, flood_sessions: int = 8,
-                      keep: bool = False) -> dict[str, Any]:
-    """Start ``nodes`` nodes, measure, stop them; return the report."""
-    first = SpawnedServer(keep=keep)
+                      keep: bool = False, server_env: dict[str, str] | None = None
+                      ) -> dict[str, Any]:
+    """Start ``nodes`` nodes (with ``server_env`` added to each one's environment),
+    measure, stop them; return the report."""
+    env = dict(server_env or {})
+    first = SpawnedServer(keep=keep, extra_env=env)
     servers = [first]
     try:
         await asyncio.to_thread(first.start)
         url = first.database_url()
         if url is None:
             raise RuntimeError("the first node's embedded PostgreSQL is not running")
-        shared = {"DATABASE_URL": url, "MAILSAC_BLOB_DIR": str(first.data_dir / "blobs")}
+        shared = {**env, "DATABASE_URL": url,
+                  "MAILSAC_BLOB_DIR": str(first.data_dir / "blobs")}
         others = [SpawnedServer(keep=keep, key=first.key, extra_env=shared)
                   for _ in range(nodes - 1)]
         servers += others
