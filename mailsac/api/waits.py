@@ -26,6 +26,7 @@ from mailsac.api.errors import BadRequest
 from mailsac.api.limits import STREAMS, client_ip
 from mailsac.api.responses import FastJSONResponse
 from mailsac.events import MessageStored
+from mailsac.fairgate import FairGate
 from mailsac.forwarding.hub import SubscriptionClosed
 from mailsac.matching import BodyMatcher, Criteria, Scope
 from mailsac.messagejson import message_json
@@ -39,7 +40,8 @@ SCAN_LIMIT = 500  # stored rows one look into the database considers (oldest fir
 BODY_CHECKS = 100  # stored messages whose bodies one look may search for ``contains``
 QUEUE = 1000  # hub events a waiter may fall behind by before it re-reads the database
 DB_LOOKS = 4  # waits looking in the database at once (a burst of waits queues here rather
-# than taking the whole connection pool from the rest of the service)
+# than taking the whole connection pool from the rest of the service), served round-robin
+# across accounts: one account's burst does not queue ahead of another account's wait
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class _Shared:
             return found if isinstance(found, str) else None
 
         self.matcher = BodyMatcher(haystack, ready)
-        self.db_looks = asyncio.Semaphore(DB_LOOKS)
+        self.db_looks = FairGate(DB_LOOKS)
 
 
 def _shared(request: Request, context: ApiContext) -> _Shared:
@@ -112,7 +114,7 @@ class _Wait:
                 hub.unsubscribe(subscription)
 
     async def _look_in_database(self) -> None:
-        async with self.shared.db_looks:
+        async with self.shared.db_looks.slot(self.key.account_id):
             rows = await self.context.mailboxes.stored_matches(
                 self.key, self.scope, self.criteria, since=self.since, limit=SCAN_LIMIT)
         body_checks = 0
