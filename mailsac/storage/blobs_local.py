@@ -33,7 +33,9 @@ class LocalBlobStore(BlobStore):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._made_dirs: set[Path] = set()
+        # Leaf directories known to exist, by their 4-character key prefix (at most 65,536
+        # short strings for our hex keys, rather than as many Path objects).
+        self._made_dirs: set[str] = set()
 
     @property
     def identity(self) -> str:
@@ -54,9 +56,9 @@ class LocalBlobStore(BlobStore):
     def _write_sync(self, key: str, data: bytes) -> None:
         final = self.path_for(key)
         directory = final.parent
-        if directory not in self._made_dirs:
+        if key[:4] not in self._made_dirs:
             directory.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(directory)
+            self._made_dirs.add(key[:4])
         tmp = directory / (key + TMP_SUFFIX)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -96,7 +98,7 @@ class LocalBlobStore(BlobStore):
 
         def open_sync() -> BlobDraft:
             draft = BlobDraft.open_sync(key, final)
-            self._made_dirs.add(final.parent)
+            self._made_dirs.add(key[:4])
             return draft
 
         return await start_draft(open_sync, first)
