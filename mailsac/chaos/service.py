@@ -42,6 +42,7 @@ from mailsac.chaos.rules import (
 from mailsac.errors import InvalidRequest, MailsacError
 from mailsac.policy import Recipient
 from mailsac.storage.db import asyncpg_dsn, connect
+from mailsac.storage.joblock import CHAOS_PURGE, exclusive
 from mailsac.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,14 @@ class Chaos:
             self._pending_events.extendleft(reversed(events))
 
     async def purge(self) -> None:
+        """Delete expired rules and old events, unless another node is doing it now."""
         try:
-            async with connect(self._engine, write=True) as conn:
-                rules, events = await store.purge(conn, events_max_age=EVENTS_MAX_AGE,
-                                                  events_per_inbox=EVENTS_PER_INBOX)
+            async with exclusive(self._engine, CHAOS_PURGE) as held:
+                if not held:
+                    return
+                async with connect(self._engine, write=True) as conn:
+                    rules, events = await store.purge(conn, events_max_age=EVENTS_MAX_AGE,
+                                                      events_per_inbox=EVENTS_PER_INBOX)
         except Exception as exc:
             log.warning("chaos purge failed: %s", exc)
             return

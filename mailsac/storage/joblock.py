@@ -14,6 +14,8 @@ retention              ``0x6D61696C``  ``1`` for ``MAILSAC_CLUSTER=default``, el
                                        of the cluster name (one runner per service)
 orphan blob sweep      ``0x6D61696C``  ``2`` (shared blob store) or a hash of the
                                        local blob directory (one per directory)
+chaos purge            ``0x6D61696C``  ``3`` (expired failure-injection rules and
+                                       old events; one database, one purge)
 =====================  ==============  =============================================
 """
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 LOCK_CLASS = 0x6D61696C  # "mail"
 RETENTION = (LOCK_CLASS, 1)
 ORPHAN_SWEEP = (LOCK_CLASS, 2)
+CHAOS_PURGE = (LOCK_CLASS, 3)
+_FIXED_IDS = 3  # hashed keys stay above the fixed jobs' ids
 UNLOCK_TIMEOUT = 5.0
 
 
@@ -43,7 +47,7 @@ def orphan_sweep_key(local_identity: str | None = None) -> tuple[int, int]:
     if local_identity is None:
         return ORPHAN_SWEEP
     objid = zlib.crc32(local_identity.encode()) & 0x7FFFFFFF
-    return (LOCK_CLASS, objid if objid > 2 else objid + 3)  # never a fixed job's id
+    return (LOCK_CLASS, objid if objid > _FIXED_IDS else objid + _FIXED_IDS + 1)
 
 
 def retention_key(cluster: str = "default") -> tuple[int, int]:
@@ -52,7 +56,7 @@ def retention_key(cluster: str = "default") -> tuple[int, int]:
     if cluster == "default":
         return RETENTION
     objid = zlib.crc32(f"retention:{cluster}".encode()) & 0x7FFFFFFF
-    return (LOCK_CLASS, objid if objid > 2 else objid + 3)
+    return (LOCK_CLASS, objid if objid > _FIXED_IDS else objid + _FIXED_IDS + 1)
 
 
 @asynccontextmanager
