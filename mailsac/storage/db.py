@@ -251,13 +251,22 @@ async def connect(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[
                 async with _reader(engine).connect() as conn:
                     yield conn
     except _DB_ERRORS as exc:
-        if isinstance(exc, TimeoutError) and (probe := _probes.get(id(engine))) is not None:
-            probe.suspect()
-        if isinstance(getattr(exc, "orig", None), asyncpg.DataError) or isinstance(
-                getattr(getattr(exc, "orig", None), "__cause__", None), asyncpg.DataError):
-            # e.g. a NUL character in a search term: the input's fault, not the database's
-            raise InvalidRequest("a value contains characters that cannot be stored or "
-                                 "searched (such as NUL)") from exc
-        if not is_unavailable(exc):
-            raise
+        raise_api_error(engine, exc)
+        raise
+
+
+def raise_api_error(engine: AsyncEngine, exc: BaseException) -> None:
+    """Raise what the API answers for a database failure ``exc``: :class:`InvalidRequest`
+    (400) for a value PostgreSQL refuses, :class:`StorageUnavailable` (503) for a lost,
+    unreachable or hung database (a timeout also makes the liveness probe look again).
+    Returns for anything else: a bug, which the caller re-raises as it is."""
+    if isinstance(exc, TimeoutError) and (probe := _probes.get(id(engine))) is not None:
+        probe.suspect()
+    orig = getattr(exc, "orig", None)
+    if any(isinstance(e, asyncpg.DataError)
+           for e in (exc, orig, getattr(orig, "__cause__", None))):
+        # e.g. a NUL character in a search term: the input's fault, not the database's
+        raise InvalidRequest("a value contains characters that cannot be stored or "
+                             "searched (such as NUL)") from exc
+    if is_unavailable(exc):
         raise StorageUnavailable("the database is unavailable") from exc

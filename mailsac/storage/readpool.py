@@ -27,8 +27,8 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailsac.errors import InvalidRequest, StorageUnavailable
-from mailsac.storage.db import DB_TIMEOUT, asyncpg_dsn, is_unavailable, known_unavailable, liveness
+from mailsac.errors import StorageUnavailable
+from mailsac.storage.db import DB_TIMEOUT, asyncpg_dsn, known_unavailable, raise_api_error
 from mailsac.storage.rawquery import RawQuery
 
 READ_POOL_SIZE = 4
@@ -70,16 +70,9 @@ class ReadPool:
                 async with pool.acquire() as conn:
                     rows: list[Mapping[str, Any]] = await conn.fetch(query.sql, *args)
                     return rows
-        except asyncpg.DataError as exc:
-            # e.g. a NUL character in a search term: the input's fault, not the database's
-            raise InvalidRequest("a value contains characters that cannot be stored or "
-                                 "searched (such as NUL)") from exc
         except Exception as exc:
-            if isinstance(exc, TimeoutError) and (probe := liveness(self._engine)) is not None:
-                probe.suspect()
-            if not is_unavailable(exc):
-                raise
-            raise StorageUnavailable("the database is unavailable") from exc
+            raise_api_error(self._engine, exc)
+            raise
 
     async def _open(self) -> asyncpg.Pool:
         if self._opening is None:
