@@ -21,6 +21,7 @@ from mailsac.lru import ByteLRU
 from mailsac.matching import Criteria, Scope
 from mailsac.mime import ParsedMessage, parse_message
 from mailsac.rendering import Renderings
+from mailsac.singleflight import SingleFlight
 from mailsac.spam_feedback import SpamFeedback
 from mailsac.storage import BlobStore, MessageRecord
 from mailsac.storage import messages as queries
@@ -56,8 +57,9 @@ class Mailboxes:
         self._hub = hub
         self._spam = spam
         self.cache: ByteLRU[str, ParsedMessage] = ByteLRU(cache_bytes, lambda p: p.approx_size())
-        # Concurrent requests for the same uncached message share one parse.
-        self._parsing: dict[str, asyncio.Future[ParsedMessage]] = {}
+        # Concurrent requests for the same uncached message share one parse, which goes on
+        # for the others when one of them is cancelled (its client went away).
+        self._parses: SingleFlight[str, ParsedMessage] = SingleFlight(self.cache.put)
         # Text/HTML renderings: computed once per blob off the loop, cached by bytes.
         self.renderings = Renderings(self.parsed, render_cache_bytes)
 
@@ -213,28 +215,12 @@ class Mailboxes:
 
     async def parsed(self, record: MessageRecord) -> ParsedMessage:
         """The parsed message, from the cache or parsed once in a worker thread."""
-        blob_key = record.blob_key
-        cached = self.cache.get(blob_key)
+        cached = self.cache.get(record.blob_key)
         if cached is not None:
             return cached
-        in_flight = self._parsing.get(blob_key)
-        if in_flight is not None:
-            return await asyncio.shield(in_flight)
-        future: asyncio.Future[ParsedMessage] = asyncio.get_running_loop().create_future()
-        self._parsing[blob_key] = future
-        try:
-            raw = await self._blobs.read(blob_key)
-            parsed = await asyncio.to_thread(parse_message, raw)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
-            raise
-        finally:
-            self._parsing.pop(blob_key, None)
-        self.cache.put(blob_key, parsed)
-        future.set_result(parsed)
-        return parsed
+        return await self._parses.run(record.blob_key, lambda: self._parse(record.blob_key))
+
+    async def _parse(self, blob_key: str) -> ParsedMessage:
+        raw = await self._blobs.read(blob_key)
+        return await asyncio.to_thread(parse_message, raw)
 
