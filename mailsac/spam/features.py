@@ -60,8 +60,7 @@ _WORD_RUN = re.compile(r"[\w$€£][\w$€£'’.%&-]*", re.UNICODE)
 _WORD = re.compile(r"[\w$€£][\w$€£'’.%&-]*[\w%]|[\w$€£]", re.UNICODE)  # reference only
 _NOT_FINAL = "$€£'’.&-"  # run characters that cannot end a word
 _CURRENCY = frozenset("$€£")
-_CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
-_ANY_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+_WORD_CHARS = re.compile(r"\w{3,}")  # maximal runs of 3+ word characters (see _letter_words)
 _DIGITS = re.compile(r"^[\d.,-]+$")
 _SCRIPT = (
     ("cyrillic", re.compile(r"[\u0400-\u04ff]")),
@@ -183,6 +182,19 @@ def _take_emails(text: str, out: set[str], recipients: frozenset[str]) -> str:
     return "".join(pieces)
 
 
+def _letter_words(text: str) -> tuple[int, int]:
+    """How many words of 3+ ASCII letters ``text`` has, and how many of them are all
+    capitals: the matches of ``\b[A-Za-z]{3,}\b`` and ``\b[A-Z]{3,}\b``, counted in one
+    pass (a maximal run of word characters matches exactly when it is all ASCII letters);
+    the two regular expressions tried a match at every position, twice."""
+    words = caps = 0
+    for run in _WORD_CHARS.findall(text):
+        if run.isascii() and run.isalpha():
+            words += 1
+            caps += run.isupper()
+    return words, caps
+
+
 def body_tokens(
     text: str, out: set[str], *, prefix: str = "w:", recipients: frozenset[str] = frozenset()
 ) -> None:
@@ -195,8 +207,7 @@ def body_tokens(
     if "@" in text:
         text = _take_emails(text, out, recipients)
     _words(text, prefix, out)
-    words = len(_ANY_WORD.findall(text))
-    caps = len(_CAPS_WORD.findall(text))
+    words, caps = _letter_words(text)
     if words >= 10:
         out.add(f"caps:{min(10, caps * 20 // words)}")
     out.add(f"excl:{bucket(text.count('!'))}")

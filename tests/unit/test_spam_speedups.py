@@ -66,6 +66,20 @@ def test_word_tokens_match_the_per_word_loop(text: str) -> None:
     assert out == _words_reference(text, "w:")
 
 
+_CAPS = st.lists(st.sampled_from([
+    "NASA", "Nasa", "ABC_", "ÀBC", "ABC1", "abc", "AB", "DON'T", "e-MAIL", "ok", "ÜBER",
+    "FREE!!!", "x", "ÃÃÃ", "WIN\u0663", "ab\u0301c", "ABCdef",
+]), max_size=30).map(lambda words: " ".join(words))
+
+
+@given(st.one_of(_TEXT, _WORDS, _CAPS))
+@settings(max_examples=400)
+def test_letter_word_counts_match_the_two_regular_expressions(text: str) -> None:
+    any_word = re.compile(r"\b[A-Za-z]{3,}\b")
+    caps_word = re.compile(r"\b[A-Z]{3,}\b")
+    assert F._letter_words(text) == (len(any_word.findall(text)), len(caps_word.findall(text)))
+
+
 def test_html_to_text_with_a_limit_is_a_prefix_of_the_full_text() -> None:
     html = "<html><body>" + "".join(
         f"<p>Paragraph {i} with <b>bold</b> &amp; <a href='x'>link</a></p>" for i in range(500)
