@@ -142,7 +142,8 @@ ROWS = [
     ("get-message max ms, flood", "flood_get_max_ms"),
     (f"requests > {SLOW_MS:.0f} ms, flood", "flood_slow_requests"),
     ("client CPU % (of one core)", "client_cpu_pct"), ("server CPU %", "server_cpu_pct"),
-    ("child processes CPU % (PostgreSQL…)", "db_cpu_pct"), ("server RSS max MiB", "rss_max_mib"),
+    ("child processes CPU % (analysis workers, PostgreSQL)", "db_cpu_pct"),
+    ("server RSS max MiB", "rss_max_mib"),
     ("all server processes CPU %", "total_cpu_pct"),
     ("server CPU ms per message", "cpu_ms_per_msg"),
 ]
