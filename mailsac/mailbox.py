@@ -223,4 +223,3 @@ class Mailboxes:
     async def _parse(self, blob_key: str) -> ParsedMessage:
         raw = await self._blobs.read(blob_key)
         return await asyncio.to_thread(parse_message, raw)
-

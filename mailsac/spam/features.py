@@ -183,7 +183,7 @@ def _take_emails(text: str, out: set[str], recipients: frozenset[str]) -> str:
 
 
 def _letter_words(text: str) -> tuple[int, int]:
-    """How many words of 3+ ASCII letters ``text`` has, and how many of them are all
+    r"""How many words of 3+ ASCII letters ``text`` has, and how many of them are all
     capitals: the matches of ``\b[A-Za-z]{3,}\b`` and ``\b[A-Z]{3,}\b``, counted in one
     pass (a maximal run of word characters matches exactly when it is all ASCII letters);
     the two regular expressions tried a match at every position, twice."""
