@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +88,23 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | Non
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait(10)
+
+
+class StartTimeout(TimeoutError, RuntimeError):
+    """A child did not become ready in time (both a TimeoutError and a RuntimeError, so
+    callers that caught either for a failed start still do)."""
+
+
+def wait_started(proc: subprocess.Popen[bytes], ready: Callable[[], bool], *, what: str,
+                 timeout: float, log_tail: Callable[[], str], interval: float = 0.05) -> None:
+    """Poll ``ready()`` until it is true. RuntimeError if ``proc`` exits first,
+    :class:`StartTimeout` after ``timeout`` seconds; both end with the log's last lines."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited at start-up (status {proc.returncode}); "
+                               f"its log ends:\n{log_tail()}")
+        if time.monotonic() > deadline:
+            raise StartTimeout(f"{what} did not start within {timeout:g} s; its log ends:"
+                               f"\n{log_tail()}")
+        time.sleep(interval)

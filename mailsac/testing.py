@@ -18,13 +18,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 
-from mailsac.childproc import terminate
+from mailsac.childproc import terminate, wait_started
 from mailsac.storage.embedded import FAST_SETTINGS, EmbeddedPostgres
 
 #: Rate limits off: a test suite sends bursts of mail from one address (0 disables).
@@ -120,15 +119,8 @@ class LocalService:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mailsac", "serve"], cwd=self.data_dir, env=env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mailsac exited at start-up (status {self.proc.returncode})"
-                                   f"; its log ends:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mailsac did not start within {timeout:g} s; its log "
-                                   f"ends:\n{self.log_tail()}")
-            time.sleep(0.05)
+        wait_started(self.proc, ready.exists, what="mailsac", timeout=timeout,
+                     log_tail=self.log_tail)
         self.ports = {k: int(v) for k, v in json.loads(ready.read_text()).items()}
 
     def stop(self, timeout: float = 30.0) -> int | None:

@@ -11,13 +11,14 @@ import smtplib
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+
+from mailsac.childproc import StartTimeout, wait_started
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -73,14 +74,12 @@ def start_server(
             [sys.executable, "-m", "mailsac", "serve"], cwd=ROOT, env=env,
             stdout=log, stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise TimeoutError(f"server not ready:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.05)
+    try:
+        wait_started(proc, ready.exists, what="server", timeout=timeout,
+                     log_tail=lambda: log_path.read_text(errors="replace"))
+    except StartTimeout:
+        proc.kill()
+        raise
     ports = json.loads(ready.read_text())
     return ServerHandle(
         proc=proc, smtp_port=ports["smtp_port"],

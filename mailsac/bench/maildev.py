@@ -31,7 +31,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mailsac.bench.open_loop import Endpoint
-from mailsac.childproc import terminate
+from mailsac.childproc import terminate, wait_started
 
 #: 3.0.0 runs on Node.js 20 (two transitive packages declare node >= 22 and only warn).
 MAILDEV_VERSION = "3.0.0"
@@ -174,13 +173,8 @@ class MailDevServer:
                         self.max_message_size),
                 cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"MailDev exited at start-up:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"MailDev did not start in time:\n{self.log_tail()}")
-            time.sleep(0.1)
+        wait_started(self.proc, self._ready, what="MailDev", timeout=timeout,
+                     log_tail=self.log_tail, interval=0.1)
 
     def _ready(self) -> bool:
         try:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailsac.childproc import terminate
+from mailsac.childproc import terminate, wait_started
 
 #: ``0`` disables a limit (see MAILSAC_LIMITS in the README).
 GENEROUS_LIMITS = ("ip=0,network=0,sender_org=0,reply_to_org=0,rcpt_public=0,rcpt_private=0,"
@@ -101,13 +101,8 @@ class SpawnedServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mailsac", "serve"], env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mailsac exited at start-up:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mailsac did not start in time:\n{self.log_tail()}")
-            time.sleep(0.05)
+        wait_started(self.proc, ready.exists, what="mailsac", timeout=timeout,
+                     log_tail=self.log_tail)
         time.sleep(0.05)  # the ready file is written in one go, but be safe
         ports = json.loads(ready.read_text())
         self.smtp_port, self.http_port = int(ports["smtp_port"]), int(ports["http_port"])
