@@ -149,6 +149,11 @@ def test_random_command_streams_get_well_formed_replies(server: ServerHandle,
                 reply = session.cmd(line + b"\r\n")
             except ConnectionError:
                 break  # the server may close after too many bad commands: that is fine
+            if line.upper().startswith(b"STARTTLS") and reply.startswith(b"220"):
+                # The server now waits for a TLS handshake (up to its 30 s handshake
+                # timeout, racing this socket's own 30 s): plaintext after this point is
+                # not SMTP. Stalled and garbage handshakes: test_tls.py.
+                break
             if reply.startswith(b"354"):  # finish the DATA it opened
                 session.cmd(b"Subject: fuzz\r\n\r\nbody\r\n.\r\n")
     finally:
