@@ -106,6 +106,8 @@ class _Wait:
                                     await self._matches(event.record):
                                 self.found[event.record.id] = event.record
                 except TimeoutError:
+                    if time.monotonic() < deadline:  # uvloop's timers can fire a little early
+                        continue
                     return False
                 return True
             except SubscriptionClosed:

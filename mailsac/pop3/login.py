@@ -15,7 +15,6 @@ failures expire.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from mailsac.access import KeyAuthenticator
@@ -26,6 +25,7 @@ from mailsac.policy import normalize_inbox
 from mailsac.pop3.maildrop import Maildrop
 from mailsac.storage.keys import ApiKey
 from mailsac.throttle import Counter
+from mailsac.timeutil import sleep_at_least
 
 __all__ = ["Login", "LoginChecker", "LoginFailed", "TooManyFailures", "decode_plain",
            "failure_key"]
@@ -85,6 +85,6 @@ class LoginChecker:
                 key, inbox, limit=self.max_messages, light=True)  # ids and sizes suffice
         except (InvalidAddress, Unauthorized, Forbidden) as exc:
             self.failures.failed(ip)
-            await asyncio.sleep(self.delay)
+            await sleep_at_least(self.delay)
             raise LoginFailed(str(exc)) from exc
         return Login(key, inbox, Maildrop(newest_first[::-1]))

@@ -27,7 +27,6 @@ keys are stored only as SHA-256 hashes.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -42,6 +41,7 @@ from mailsac.credentials import BadCredentials, Credentials
 from mailsac.errors import StorageUnavailable
 from mailsac.listeners.logins import LoginFailures, TooManyFailures, is_loopback, split_plain
 from mailsac.smtp import replies
+from mailsac.timeutil import sleep_at_least
 
 if TYPE_CHECKING:
     from mailsac.access import KeyAuthenticator
@@ -226,7 +226,7 @@ class SmtpAuth:
                 await self._accept(server, None)
                 return
             self.outcomes["invalid"] += 1
-            await asyncio.sleep(self.delay)
+            await sleep_at_least(self.delay)
             await server.push(str(replies.S535_AUTH_INVALID))
             return
         except StorageUnavailable:

@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailsac.chaos import Chaos, Fault
 from mailsac.policy import Recipient
+from mailsac.timeutil import sleep_at_least
 
 if TYPE_CHECKING:
     from mailsac.smtp.handler import MailsacEnvelope
@@ -40,7 +41,7 @@ async def _carry_out(server: SMTP, fault: Fault | None) -> str | None:
     if fault is None:
         return None
     if fault.action == "delay":
-        await asyncio.sleep(fault.delay)
+        await sleep_at_least(fault.delay)
         return None
     if fault.action == "drop":
         transport: Any = server.transport  # asyncio's or uvloop's (not a WriteTransport)
