@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,8 +18,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from mailsac.childproc import StartTimeout, wait_started
+from mailsac.storage.db import ensure_database, run_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -102,6 +105,17 @@ def stop_server(handle: ServerHandle, timeout: float = 30.0) -> int:
         tail = handle.log()[-4000:]
         raise AssertionError(f"server did not stop within {timeout} s; log ends:\n{tail}"
                              ) from None
+
+
+def database_of_its_own(database_url: str, prefix: str = "mailsac_own") -> str:
+    """A fresh, migrated database on the session's PostgreSQL, for a server whose settings
+    change work that any server on its database may pick up (webhook dispatch, leases):
+    on the shared session database another server of the session could do that work."""
+    url = make_url(database_url).set(database=f"{prefix}_{uuid.uuid4().hex[:10]}")
+    rendered = url.render_as_string(hide_password=False)
+    asyncio.run(ensure_database(rendered))
+    run_migrations(rendered)
+    return rendered
 
 
 def start_private_server(database_url: str, env: dict[str, str],

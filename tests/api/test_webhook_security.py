@@ -18,12 +18,11 @@ from urllib.parse import quote
 import pytest
 import websockets
 
-from mailsac.storage.db import ensure_database, run_migrations
-from mailsac.storage.embedded import EmbeddedPostgres
 from tests.helpers import (
     Receiver,
     ServerHandle,
     client,
+    database_of_its_own,
     deliver,
     new_account,
     start_server,
@@ -38,7 +37,9 @@ REFUSED = "refused: destination not allowed"
 def guarded(database_url: str) -> Iterator[ServerHandle]:
     """A server with the default egress policy (private destinations refused)."""
     data_dir = Path(tempfile.mkdtemp(prefix="mailsac-test-egress-"))
-    handle = start_server(data_dir, {"DATABASE_URL": database_url,
+    # On a database of its own: on the shared one, another server of the session (which
+    # allows private destinations) could claim and send this server's deliveries.
+    handle = start_server(data_dir, {"DATABASE_URL": database_of_its_own(database_url),
                                      "MAILSAC_WEBHOOK_ALLOW_PRIVATE": "false"})
     yield handle
     assert stop_server(handle) == 0, handle.log()
@@ -197,13 +198,10 @@ def test_keys_and_webhook_secrets_stay_out_of_the_log(guarded: ServerHandle,
         receiver.close()
 
 
-def test_breaker_pauses_a_dead_host_without_using_up_attempts(pg_server: EmbeddedPostgres
-                                                               ) -> None:
+def test_breaker_pauses_a_dead_host_without_using_up_attempts(database_url: str) -> None:
     # A database of its own: every node on a database dispatches its webhooks (one
     # service), so the session's other servers, without this breaker, would send them too.
-    url = pg_server.url("mailsac_breaker_" + uuid.uuid4().hex[:8])
-    asyncio.run(ensure_database(url))
-    run_migrations(url)
+    url = database_of_its_own(database_url, "mailsac_breaker")
     data_dir = Path(tempfile.mkdtemp(prefix="mailsac-test-breaker-"))
     handle = start_server(data_dir, {
         "DATABASE_URL": url, "MAILSAC_WEBHOOK_BREAKER_FAILURES": "2",

@@ -14,14 +14,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import asyncpg
 import psutil
-from sqlalchemy.engine import make_url
 
-from mailsac.storage.db import asyncpg_dsn, ensure_database, run_migrations
+from mailsac.storage.db import asyncpg_dsn
 from mailsac.storage.joblock import retention_key
 from tests.cluster.conftest import StartCluster
 from tests.helpers import (
     ServerHandle,
     client,
+    database_of_its_own,
     make_message,
     metric,
     new_account,
@@ -197,23 +197,12 @@ def _owner(port: int, nodes: list[ServerHandle]) -> ServerHandle | None:
         time.sleep(0.05)
 
 
-def _database_of_its_own(database_url: str) -> str:
-    """A fresh, migrated database on the session's PostgreSQL. Webhook deliveries are
-    claimed by any server on their database, and every other server of the session shares
-    the session database: there, one of them could take over the expired lease."""
-    url = make_url(database_url).set(database=f"mailsac_lease_{uuid.uuid4().hex[:10]}")
-    rendered = url.render_as_string(hide_password=False)
-    asyncio.run(ensure_database(rendered))
-    run_migrations(rendered)
-    return rendered
-
-
 def test_a_delivery_claimed_by_a_killed_node_is_sent_by_another(
         cluster: StartCluster, database_url: str) -> None:
     # Lease = timeout x (lane rounds: 16 // 8 + 1 = 3) + 5 s = 20 s; a 5 s timeout leaves
     # the node plenty of time to be found and killed while its request is still open.
     nodes = cluster(3, {"MAILSAC_WEBHOOK_TIMEOUT": "5", "MAILSAC_WEBHOOK_PER_ACCOUNT": "8",
-                        "DATABASE_URL": _database_of_its_own(database_url)})
+                        "DATABASE_URL": database_of_its_own(database_url, "mailsac_lease")})
     receiver = _HookReceiver(hold=True)
     try:
         key, address = _webhook_address(nodes[0], receiver.url)
