@@ -177,7 +177,7 @@ def test_delay_at_rcpt_then_normal_reply(server: ServerHandle, tenant: Tenant) -
         started = time.monotonic()
         assert smtp.rcpt(mine)[0] == 250  # delayed, then the normal reply
         delayed = time.monotonic() - started
-    assert delayed >= 1.5 * 0.95  # a sleep lasts at least its time (less clock rounding)
+    assert delayed >= 1.5  # an injected delay lasts at least its time (sleep_at_least)
     assert delayed > normal
 
 
