@@ -7,7 +7,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mailsac.api.context import ApiContext, ctx, date_param, int_param, json_body, require_key
+from mailsac.api.context import (
+    ApiContext,
+    ctx,
+    date_param,
+    domain_param,
+    int_param,
+    json_body,
+    require_key,
+)
 from mailsac.api.errors import BadRequest
 from mailsac.api.messages import DEFAULT_LIMIT, MAX_LIMIT
 from mailsac.api.responses import json_response
@@ -58,14 +66,14 @@ async def domain_messages(request: Request) -> Response:
     key = await require_key(request)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     found = await ctx(request).account_mail.domain_messages(
-        key, request.path_params["domain"].lower(), limit=limit,
+        key, domain_param(request), limit=limit,
         until=date_param(request, "until"))
     return await json_response([message_json(m) for m in found], items=len(found))
 
 
 async def delete_domain_mail(request: Request) -> Response:
     key = await require_key(request)
-    await ctx(request).account_mail.delete_domain_mail(key, request.path_params["domain"].lower())
+    await ctx(request).account_mail.delete_domain_mail(key, domain_param(request))
     return Response(status_code=204)
 
 

@@ -16,11 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mailsac.admin import require_operator
-from mailsac.api.context import ctx, inbox_param, json_body, require_admin, require_key
+from mailsac.api.context import (
+    ctx,
+    domain_param,
+    inbox_param,
+    json_body,
+    require_admin,
+    require_key,
+)
 from mailsac.chaos import Chaos, Rule, parse_rule
 from mailsac.chaos.store import Event
 from mailsac.errors import Forbidden, NotFound, StorageUnavailable
-from mailsac.policy import normalize_inbox
 from mailsac.timeutil import iso_ms
 
 
@@ -76,7 +82,7 @@ async def _address(request: Request) -> tuple[Chaos, str, str]:
 
 async def _domain(request: Request) -> tuple[Chaos, str, str]:
     key = await require_key(request)
-    domain = normalize_inbox("x@" + str(request.path_params["domain"])).partition("@")[2]
+    domain = domain_param(request)
     chaos = _chaos(request)
     if chaos.domain_owner(domain) != key.account_id:
         raise Forbidden(f"The domain {domain} is not owned by your account")

@@ -17,12 +17,12 @@ from mailsac.admin import Admin
 from mailsac.api.errors import BadRequest, RequestRefused
 from mailsac.api.limits import HttpLimits, StreamCaps
 from mailsac.chaos import Chaos
-from mailsac.errors import Forbidden
+from mailsac.errors import Forbidden, InvalidAddress
 from mailsac.extract.service import Extracts
 from mailsac.forwarding.hub import MessageHub
 from mailsac.gate import SenderGate
 from mailsac.mailbox import Mailboxes
-from mailsac.policy import normalize_inbox
+from mailsac.policy import normalize_inbox, parse_recipient
 from mailsac.storage.keys import ApiKey
 
 
@@ -115,6 +115,18 @@ async def require_admin(request: Request) -> ApiKey:
 def inbox_param(request: Request) -> str:
     """The normalised inbox named by the ``{email}`` path parameter (400 if invalid)."""
     return normalize_inbox(request.path_params["email"])
+
+
+def domain_param(request: Request) -> str:
+    """The normalised domain named by the ``{domain}`` path parameter (400 if invalid):
+    lower case, no trailing dot, checked as the domain of an address is."""
+    raw = str(request.path_params["domain"])
+    if "@" in raw:
+        raise BadRequest("Invalid domain: give the domain alone, without a name and @")
+    try:
+        return parse_recipient("x@" + raw).domain
+    except InvalidAddress as exc:
+        raise BadRequest(f"Invalid domain: {exc.reason}") from None
 
 
 def message_target(request: Request) -> tuple[str, str]:

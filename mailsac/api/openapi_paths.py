@@ -343,18 +343,19 @@ def _account_paths() -> Obj:
         "/api/domains/{domain}/messages": {"get": _op(
             "listDomainMessages", "Domains", "Private mail of an owned domain", messages,
             params=("domain", "limit", "until"),
-            errors={400: "Invalid limit or until.", 401: "", 503: ""} | domain_403)},
+            errors={400: "Invalid domain, limit or until.", 401: "", 503: ""} | domain_403)},
         "/api/domains/{domain}/messages/wait": {"get": _wait_op(
             "waitForDomainMessage", "Domains", "Wait for matching mail of an owned domain "
             "(long poll)", ("domain",),
-            {400: "Invalid wait parameter.", 401: "", 503: ""} | domain_403)},
+            {400: "Invalid domain or wait parameter.", 401: "", 503: ""} | domain_403)},
         "/api/messages/wait": {"get": _wait_op(
             "waitForAccountMessage", "Account", "Wait for matching mail anywhere in your "
             "account (long poll)", (), {400: "Invalid wait parameter.", 401: "", 503: ""})},
         "/api/domains/{domain}/delete-all-domain-mail": {"post": _op(
             "deleteDomainMail", "Domains", "Delete an owned domain's non-starred mail",
             _response("Deleted."), status="204", params=("domain",),
-            errors={400: _BODY_400, 401: "", 503: ""} | domain_403)},
+            errors={400: "Invalid domain, or " + _BODY_400[0].lower() + _BODY_400[1:],
+                    401: "", 503: ""} | domain_403)},
         "/api/inbox": {"get": _op(
             "getAccountInbox", "Account", "All the account's mail, newest first",
             _json("A page of messages.", _schema("AccountInbox")),

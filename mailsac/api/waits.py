@@ -21,7 +21,7 @@ from datetime import datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailsac.api.context import ApiContext, ctx, date_param, inbox_param, require_key
+from mailsac.api.context import ApiContext, ctx, date_param, domain_param, inbox_param, require_key
 from mailsac.api.errors import BadRequest
 from mailsac.api.limits import STREAMS, client_ip
 from mailsac.api.responses import FastJSONResponse
@@ -197,8 +197,7 @@ async def wait_in_inbox(request: Request) -> Response:
 async def wait_in_domain(request: Request) -> Response:
     """``GET /api/domains/{domain}/messages/wait``: a custom domain of the caller's account."""
     key = await require_key(request)
-    domain = request.path_params["domain"].strip().lower()
-    return await _serve(request, key, Scope("domain", domain, key.account_id))
+    return await _serve(request, key, Scope("domain", domain_param(request), key.account_id))
 
 
 async def wait_in_account(request: Request) -> Response:

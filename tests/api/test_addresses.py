@@ -146,6 +146,33 @@ def test_custom_domain_catch_all_and_reserved_inside_it(server: ServerHandle) ->
         assert api.get(f"/api/domains/{domain}/messages").json() == []
 
 
+def test_domain_routes_read_the_domain_one_way(server: ServerHandle) -> None:
+    account, key = new_account(server)
+    domain = f"one-way-{uuid.uuid4().hex[:8]}.test"
+    with client(server, server.key) as admin:
+        assert admin.post("/api/admin/domains", json={
+            "domain": domain, "account": account, "catchAll": True}).status_code == 200
+    deliver(server, f"anyone@{domain}", subject="spelled any way")
+    with client(server, key) as api:
+        for spelling in (domain.upper(), domain + "."):  # case and a trailing dot
+            listed = api.get(f"/api/domains/{spelling}/messages")
+            assert [m["subject"] for m in listed.json()] == ["spelled any way"], spelling
+            waited = api.get(f"/api/domains/{spelling}/messages/wait",
+                             params={"timeout": 5, "since": "2000-01-01T00:00:00Z"})
+            assert waited.status_code == 200 and waited.json()["subject"] == "spelled any way"
+        for bad, reason in (("no_dots", "at least one dot"), ("a..b.test", "invalid domain label"),
+                            ("x@" + domain, "without a name and @")):
+            for response in (api.get(f"/api/domains/{bad}/messages"),
+                             api.get(f"/api/domains/{bad}/messages/wait",
+                                     params={"timeout": 0}),
+                             api.post(f"/api/domains/{bad}/delete-all-domain-mail"),
+                             api.get(f"/api/domains/{bad}/chaos")):
+                assert response.status_code == 400, (bad, response.text)
+                body = response.json()
+                assert body["error"] == "Bad Request" and reason in body["message"], body
+        assert api.get(f"/api/domains/{domain}/messages").status_code == 200
+
+
 def test_malformed_webhook_urls_are_400(server: ServerHandle) -> None:
     _, key = new_account(server)
     address = unique_inbox()
