@@ -96,6 +96,17 @@ def normalize_inbox(address: str) -> str:
     return parse_recipient(address).inbox
 
 
+def normalize_domain(domain: str) -> str:
+    """``domain`` as stored: lower case, no trailing dot, checked as the domain of an
+    address is (raises :class:`InvalidAddress`, whose ``reason`` says what is wrong)."""
+    if "@" in domain:
+        raise InvalidAddress(domain, "give the domain alone, without a name and @")
+    try:
+        return parse_recipient("x@" + domain).domain
+    except InvalidAddress as exc:
+        raise InvalidAddress(domain, exc.reason) from None
+
+
 def domain_accepted(domain: str, accepted: Collection[str]) -> bool:
     """True when ``accepted`` is empty (accept all) or lists ``domain`` or a parent of it.
 

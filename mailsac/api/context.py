@@ -22,7 +22,7 @@ from mailsac.extract.service import Extracts
 from mailsac.forwarding.hub import MessageHub
 from mailsac.gate import SenderGate
 from mailsac.mailbox import Mailboxes
-from mailsac.policy import normalize_inbox, parse_recipient
+from mailsac.policy import normalize_domain, normalize_inbox
 from mailsac.storage.keys import ApiKey
 
 
@@ -120,11 +120,8 @@ def inbox_param(request: Request) -> str:
 def domain_param(request: Request) -> str:
     """The normalised domain named by the ``{domain}`` path parameter (400 if invalid):
     lower case, no trailing dot, checked as the domain of an address is."""
-    raw = str(request.path_params["domain"])
-    if "@" in raw:
-        raise BadRequest("Invalid domain: give the domain alone, without a name and @")
     try:
-        return parse_recipient("x@" + raw).domain
+        return normalize_domain(str(request.path_params["domain"]))
     except InvalidAddress as exc:
         raise BadRequest(f"Invalid domain: {exc.reason}") from None
 

@@ -18,7 +18,7 @@ from mailsac.events import MessageStored
 from mailsac.forwarding.hub import SubscriptionClosed
 from mailsac.forwarding.payload import encode_json, message_payload
 from mailsac.mime import ParsedMessage
-from mailsac.policy import normalize_inbox
+from mailsac.policy import normalize_domain, normalize_inbox
 from mailsac.storage.messages import MessageRecord
 from mailsac.timeutil import iso_ms
 
@@ -50,6 +50,7 @@ def _watchable(context: ApiContext, account_id: str, items: list[str]
                 return [], [], f"{inbox} does not have enablews turned on"
             addresses.append(inbox)
         else:
+            item = normalize_domain(item)
             domain = directory.domains.get(item)
             if domain is None or domain.account_id != account_id:
                 return [], [], f"{item} is not a domain of your account"
@@ -78,7 +79,7 @@ async def incoming_messages(ws: WebSocket) -> None:
     try:
         addresses, domains, problem = _watchable(context, key.account_id, items)
     except InvalidAddress as exc:
-        await _refuse(ws, 400, f"Invalid email address: {exc.reason}")
+        await _refuse(ws, 400, f"Invalid address or domain {exc.address[:100]!r}: {exc.reason}")
         return
     if problem:
         await _refuse(ws, 403, problem)

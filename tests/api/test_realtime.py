@@ -137,7 +137,8 @@ def test_websocket_pushes_new_mail(server: ServerHandle, ws_address: tuple[str, 
 @pytest.mark.parametrize(
     ("key_kind", "addresses", "status"),
     [("bad", "x@y.test", 401), ("good", "", 400), ("good", "not-reserved@y.test", 403),
-     ("good", "unowned-domain.test", 403), ("good", "bad address@y.test", 400)],
+     ("good", "unowned-domain.test", 403), ("good", "bad address@y.test", 400),
+     ("good", "no-dot-domain", 400)],
 )
 def test_websocket_refusals(server: ServerHandle, ws_address: tuple[str, str], key_kind: str,
                             addresses: str, status: int) -> None:

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailsac.errors import InvalidAddress
-from mailsac.policy import domain_accepted, normalize_inbox, parse_recipient
+from mailsac.policy import domain_accepted, normalize_domain, normalize_inbox, parse_recipient
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,21 @@ def test_invalid_utf8_is_rejected() -> None:
     # aiosmtpd decodes command arguments with surrogateescape: b"\xff" arrives as "\udcff".
     with pytest.raises(InvalidAddress, match="UTF-8"):
         parse_recipient(b"\xff@x.test".decode("utf-8", "surrogateescape"))
+
+
+@pytest.mark.parametrize(("domain", "expected"), [
+    ("Example.TEST", "example.test"), ("example.test.", "example.test"),
+    ("[127.0.0.1]", "[127.0.0.1]"), ("localhost", "localhost"),
+])
+def test_domains_normalise_as_address_domains_do(domain: str, expected: str) -> None:
+    assert normalize_domain(domain) == expected == parse_recipient(f"a@{domain}").domain
+
+
+@pytest.mark.parametrize(("domain", "reason_part"), [
+    ("nodots", "at least one dot"), ("a..b.test", "invalid domain label"),
+    ("a@b.test", "without a name and @"), ("sp ace.test", "spaces"),
+])
+def test_invalid_domains_give_a_reason_naming_the_domain(domain: str, reason_part: str) -> None:
+    with pytest.raises(InvalidAddress) as err:
+        normalize_domain(domain)
+    assert reason_part in err.value.reason and err.value.address == domain
