@@ -186,6 +186,8 @@ def test_nesting_cut() -> None:
     deep = nested(MAX_DEPTH + 5)
     cut = nesting_cut(deep, MAX_DEPTH)
     assert cut is not None and deep[cut:].startswith(b"--b%d\r\n" % (MAX_DEPTH - 1))
+    shouted = deep.replace(b"boundary=", b"BoUnDaRy=")  # parameter names ignore case
+    assert nesting_cut(shouted, MAX_DEPTH) == cut
     siblings = b"Content-Type: multipart/mixed; boundary=top\r\n\r\n" + b"".join(
         b"--top\r\nContent-Type: multipart/alternative; boundary=s%d\r\n\r\n"
         b"--s%d\r\n\r\nx\r\n--s%d--\r\n" % (i, i, i) for i in range(3 * MAX_DEPTH)) + b"--top--\r\n"
