@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from mailsac.api.context import ApiContext, ctx, date_param, domain_param, inbox_param, require_key
 from mailsac.api.errors import BadRequest
+from mailsac.api.hangup import unless_disconnected
 from mailsac.api.limits import STREAMS, client_ip
 from mailsac.api.responses import FastJSONResponse
 from mailsac.events import MessageStored
@@ -177,7 +178,10 @@ async def _serve(request: Request, key: ApiKey, scope: Scope) -> Response:
                            to=params.get("to"), contains=params.get("contains"))
     wait = _Wait(context, _shared(request, context), key, scope, criteria, since, count or 1)
     with context.streams.hold(client_ip(request.scope), key.id, STREAMS):
-        done = await wait.run(time.monotonic() + timeout)
+        # A client that hangs up frees its slot and subscription now, not at the timeout.
+        done = await unless_disconnected(request.receive, wait.run(time.monotonic() + timeout))
+    if done is None:
+        return Response(status_code=499)  # nobody is there to read it (nginx's "closed")
     if not done:
         return Response(status_code=204, headers={
             "X-Mailsac-Waited-Until": iso_ms(now_ms()),

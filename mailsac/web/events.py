@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from mailsac.api.errors import error_response
+from mailsac.api.hangup import until_disconnect
 from mailsac.api.limits import STREAMS, StreamCaps, TooManyStreams, client_ip
 from mailsac.events import MessageDeleted, MessageStored
 from mailsac.forwarding.hub import MessageHub, Subscription, SubscriptionClosed
@@ -107,7 +108,7 @@ class EventStream(Response):
                         "body": f"retry: {RETRY_MS}\n: listening\n\n".encode(),
                         "more_body": True})
             pump = asyncio.create_task(self._pump(subscription, send))
-            gone = asyncio.create_task(_until_disconnect(receive))
+            gone = asyncio.create_task(until_disconnect(receive))
             try:
                 done, _ = await asyncio.wait({pump, gone}, timeout=self.lifetime,
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -123,13 +124,6 @@ class EventStream(Response):
             return  # the client went away while we were writing
         finally:
             self.hub.unsubscribe(subscription)
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 class Events(Handlers):

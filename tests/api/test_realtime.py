@@ -22,6 +22,7 @@ from tests.helpers import (
     ServerHandle,
     client,
     deliver,
+    metric,
     new_account,
     unique_inbox,
 )
@@ -50,10 +51,11 @@ def test_wait_returns_a_message_that_already_arrived(server: ServerHandle,
 def test_wait_holds_until_a_matching_message_arrives(server: ServerHandle,
                                                      api: httpx.Client) -> None:
     inbox = unique_inbox()
+    since = datetime.now(UTC).isoformat()  # the wait may reach the server after the mail
     sender = _later(0.3, lambda: (deliver(server, inbox, subject="noise"),
                                   deliver(server, inbox, subject="Your code is 123456")))
     got = api.get(f"/api/addresses/{inbox}/messages/wait",
-                  params={"timeout": 20, "subject": "your code"})
+                  params={"timeout": 20, "subject": "your code", "since": since})
     sender.join()
     assert got.status_code == 200
     assert got.json()["subject"] == "Your code is 123456"
@@ -75,6 +77,7 @@ def test_wait_times_out_with_204_and_rejects_bad_timeouts(api: httpx.Client) -> 
 
 def test_a_thousand_concurrent_waiters(server: ServerHandle) -> None:
     target = unique_inbox()
+    since = datetime.now(UTC).isoformat()
 
     async def scenario() -> list[int]:
         limits = httpx.Limits(max_connections=1100, max_keepalive_connections=1100)
@@ -82,10 +85,15 @@ def test_a_thousand_concurrent_waiters(server: ServerHandle) -> None:
                                      headers={"Mailsac-Key": server.key}) as http:
             waits = [http.get(f"/api/addresses/{unique_inbox()}/messages/wait",
                               params={"timeout": 3}) for _ in range(999)]
+            # `since` from before any request: the last one may reach the server after the
+            # message on a slow machine, and must still see it.
             waits.append(http.get(f"/api/addresses/{target}/messages/wait",
-                                  params={"timeout": 30}))
+                                  params={"timeout": 30, "since": since}))
             tasks = [asyncio.create_task(w) for w in waits]
-            await asyncio.sleep(1.0)
+            deadline = time.monotonic() + 2.5  # the others' waits last 3 s
+            while time.monotonic() < deadline and await asyncio.to_thread(
+                    metric, server, "mailsac_hub_subscribers") < len(waits):
+                await asyncio.sleep(0.1)
             health = await http.get("/healthz")  # the server still answers at once
             assert health.status_code == 200
             await asyncio.to_thread(deliver, server, target, subject="for the last waiter")
@@ -186,7 +194,8 @@ def test_webhook_is_signed_and_retried_until_it_succeeds(server: ServerHandle) -
             requests = receiver.wait_for(3)
             assert len(requests) >= 3
             deliveries = api.get(f"/api/addresses/{address}/webhook-deliveries").json()
-            for _ in range(100):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
                 if deliveries and deliveries[0]["status"] == "delivered":
                     break
                 time.sleep(0.05)

@@ -19,6 +19,7 @@ from tests.helpers import (
     client,
     deliver,
     make_message,
+    metric,
     new_account,
     send_raw,
     unique_inbox,
@@ -114,12 +115,13 @@ def test_contains_waits_for_a_body_that_arrives(server: ServerHandle,
                                                 api: httpx.Client) -> None:
     inbox = unique_inbox()
     token = uuid.uuid4().hex[:10]
+    since = _now()  # the wait may reach the server after the mail on a slow machine
     sender = _later(0.5,
                     lambda: deliver(server, inbox, subject="Confirm", body="no token here"),
                     lambda: deliver(server, inbox, subject="Confirm", body="x",
                                     html=f"<a href='https://app.test/c?t={token}'>Go</a>"))
     got = api.get(WAIT.format(inbox), params={"contains": f"t={token.upper()}",
-                                               "timeout": 30})
+                                               "timeout": 30, "since": since})
     sender.join()
     assert got.status_code == 200, got.text
     assert api.get(f"/api/dirty/{inbox}/{got.json()['_id']}").text.count(token) == 1
@@ -263,12 +265,15 @@ def test_a_wait_needs_a_key(anon: httpx.Client) -> None:
 def test_two_hundred_concurrent_matching_waiters_are_all_answered(
         server: ServerHandle, tenant: Tenant) -> None:
     token = uuid.uuid4().hex[:12]
+    since = _now()
 
     async def scenario() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
         async with httpx.AsyncClient(base_url=server.http_url, limits=limits, timeout=90,
                                      headers={"Mailsac-Key": tenant.key}) as http:
-            params = {"contains": token, "timeout": 60}
+            # `since` from before any request: a wait reaching the server after the mail
+            # (1,000 connections opening on a slow machine) must still see it.
+            params = {"contains": token, "timeout": 60, "since": since}
             waits = [http.get(WAIT.format(tenant.first), params=params) for _ in range(80)]
             waits += [http.get("/api/messages/wait", params=params | {"count": 2})
                       for _ in range(60)]
@@ -277,7 +282,10 @@ def test_two_hundred_concurrent_matching_waiters_are_all_answered(
             waits += [http.get(WAIT.format(tenant.second), params={"timeout": 2})
                       for _ in range(20)]  # these match nothing and time out
             tasks = [asyncio.create_task(w) for w in waits]
-            await asyncio.sleep(1.0)
+            deadline = time.monotonic() + 1.5  # the last 20 waits last 2 s
+            while time.monotonic() < deadline and await asyncio.to_thread(
+                    metric, server, "mailsac_hub_subscribers") < len(waits):
+                await asyncio.sleep(0.1)
             assert (await http.get("/healthz")).status_code == 200
             await asyncio.to_thread(deliver, server, tenant.first, subject="t",
                                     body=f"your token: {token}")

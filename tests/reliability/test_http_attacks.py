@@ -293,33 +293,57 @@ def test_endless_headers_get_431_and_do_not_grow_memory(target: ServerHandle) ->
 # Streams per IP and per key
 
 
-async def _wait_statuses(server: ServerHandle, key: str, sources: list[str]) -> list[int]:
-    async def one(source: str, delay: float, timeout: float) -> int:
-        transport = httpx.AsyncHTTPTransport(local_address=source)
-        async with httpx.AsyncClient(base_url=server.http_url, transport=transport,
-                                     headers={"Mailsac-Key": key}, timeout=30) as http:
-            await asyncio.sleep(delay)
-            got = await http.get(f"/api/addresses/{unique_inbox()}/messages/wait",
-                                 params={"timeout": timeout})
-            if got.status_code == 429:
-                assert got.headers["retry-after"]
-                _assert_error_json(got.content, "Too Many Requests")
-            return got.status_code
+async def _wait_from(server: ServerHandle, key: str, source: str, timeout: float) -> int:
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(base_url=server.http_url, transport=transport,
+                                 headers={"Mailsac-Key": key}, timeout=90) as http:
+        got = await http.get(f"/api/addresses/{unique_inbox()}/messages/wait",
+                             params={"timeout": timeout})
+        if got.status_code == 429:
+            assert got.headers["retry-after"]
+            _assert_error_json(got.content, "Too Many Requests")
+        return got.status_code
 
-    # The first ones hold their wait; the last one arrives while they do.
-    holders = [one(s, 0, 4) for s in sources[:-1]]
-    return list(await asyncio.gather(*holders, one(sources[-1], 1.5, 0)))
+
+async def _status_while_held(server: ServerHandle, key: str, sources: list[str]) -> int:
+    """Hold a long wait from each of ``sources[:-1]``; once all hold their slot (each is
+    then a hub subscriber), the status of one more wait from ``sources[-1]``. Then the
+    holders hang up."""
+    before = await asyncio.to_thread(metric, server, "mailsac_hub_subscribers")
+    holders = [asyncio.create_task(_wait_from(server, key, s, 60)) for s in sources[:-1]]
+    try:
+        deadline = time.monotonic() + 30
+        while await asyncio.to_thread(metric, server, "mailsac_hub_subscribers") \
+                < before + len(holders):
+            assert time.monotonic() < deadline, "the holders never all held their wait"
+            assert not any(h.done() for h in holders), [h.result() for h in holders
+                                                         if h.done()]
+            await asyncio.sleep(0.05)
+        return await _wait_from(server, key, sources[-1], 0)
+    finally:
+        for holder in holders:
+            holder.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
+
+
+async def _status_once_released(server: ServerHandle, key: str, source: str) -> int:
+    """A wait's status once the slots of hung-up waits came free (asked again meanwhile)."""
+    deadline = time.monotonic() + 10
+    while (status := await _wait_from(server, key, source, 0)) == 429 \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return status
 
 
 def test_long_poll_waits_are_capped_per_ip_and_per_key(target: ServerHandle) -> None:
     _, key = new_account(target)
-    per_ip = asyncio.run(_wait_statuses(target, key, ["127.0.0.1"] * (STREAMS_PER_IP + 1)))
-    assert per_ip == [204] * STREAMS_PER_IP + [429]
+    assert asyncio.run(_status_while_held(
+        target, key, ["127.0.0.1"] * (STREAMS_PER_IP + 1))) == 429
+    # Waits hung up by their client free their slots at once, not at their 60 s timeout.
+    assert asyncio.run(_status_once_released(target, key, "127.0.0.1")) == 204
     sources = [f"127.0.0.{10 + i}" for i in range(STREAMS_PER_KEY + 1)]  # distinct IPs
-    per_key = asyncio.run(_wait_statuses(target, key, sources))
-    assert per_key == [204] * STREAMS_PER_KEY + [429]
-    # Released when they end: the same client may wait again.
-    assert asyncio.run(_wait_statuses(target, key, ["127.0.0.1"])) == [204]
+    assert asyncio.run(_status_while_held(target, key, sources)) == 429
+    assert asyncio.run(_status_once_released(target, key, sources[-1])) == 204
 
 
 def test_anonymous_sse_streams_are_capped_per_ip(target: ServerHandle) -> None:
