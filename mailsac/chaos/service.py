@@ -86,6 +86,9 @@ class Chaos:
         self.unavailable = 0  # firings skipped: the database could not take a `times`
         self._pending_fired: dict[str, int] = {}
         self._pending_events: deque[store.Event] = deque(maxlen=MAX_PENDING_EVENTS)
+        # Held while a flush writes and while the API reads counts or events: a reader
+        # sees each firing exactly once, pending here or committed, never in between.
+        self._flushing = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._random = random.random
@@ -159,20 +162,21 @@ class Chaos:
 
     async def flush(self) -> None:
         """Write the firing counts and events gathered since the last flush."""
-        fired, self._pending_fired = self._pending_fired, {}
-        events = list(self._pending_events)
-        self._pending_events.clear()
-        if not fired and not events:
+        if not self._pending_fired and not self._pending_events:
             return
-        try:
-            async with connect(self._engine, write=True) as conn:
-                await store.add_fired(conn, fired)
-                await store.insert_events(conn, events)
-        except Exception as exc:
-            log.warning("chaos counts and events not written (%s); retrying", exc)
-            for rule_id, count in fired.items():  # next time (events: as many as fit)
-                self._pending_fired[rule_id] = self._pending_fired.get(rule_id, 0) + count
-            self._pending_events.extendleft(reversed(events))
+        async with self._flushing:
+            fired, self._pending_fired = self._pending_fired, {}
+            events = list(self._pending_events)
+            self._pending_events.clear()
+            try:
+                async with connect(self._engine, write=True) as conn:
+                    await store.add_fired(conn, fired)
+                    await store.insert_events(conn, events)
+            except Exception as exc:
+                log.warning("chaos counts and events not written (%s); retrying", exc)
+                for rule_id, count in fired.items():  # next time (events: as many as fit)
+                    self._pending_fired[rule_id] = self._pending_fired.get(rule_id, 0) + count
+                self._pending_events.extendleft(reversed(events))
 
     async def purge(self) -> None:
         """Delete expired rules and old events, unless another node is doing it now."""
@@ -271,9 +275,9 @@ class Chaos:
 
     async def rules(self, scope: str, target: str | None, account_id: str | None
                     ) -> list[Rule]:
-        async with connect(self._engine) as conn:
+        async with self._flushing, connect(self._engine) as conn:
             found = await store.list_rules(conn, scope, target, account_id)
-        return [self.pending_fired(r) for r in found]
+            return [self.pending_fired(r) for r in found]
 
     async def delete(self, rule_id: str, *, scope: str, target: str | None,
                      account_id: str | None) -> bool:
@@ -287,8 +291,9 @@ class Chaos:
     async def events(self, inbox: str, account_id: str) -> list[store.Event]:
         """The inbox's latest injected failures (newest first), including those this node
         has not written yet."""
-        local = [e for e in self._pending_events
-                 if e.inbox == inbox and e.account_id == account_id]
-        async with connect(self._engine) as conn:
-            stored = await store.recent_events(conn, inbox, account_id, EVENTS_PER_INBOX)
+        async with self._flushing:
+            local = [e for e in self._pending_events
+                     if e.inbox == inbox and e.account_id == account_id]
+            async with connect(self._engine) as conn:
+                stored = await store.recent_events(conn, inbox, account_id, EVENTS_PER_INBOX)
         return (local[::-1] + stored)[:EVENTS_PER_INBOX]
