@@ -20,6 +20,7 @@ from tests.helpers import (
     Receiver,
     ServerHandle,
     client,
+    database_of_its_own,
     deliver,
     new_account,
     start_server,
@@ -294,17 +295,24 @@ def test_starring_stops_at_the_accounts_limit(server: ServerHandle) -> None:
 
 
 @pytest.fixture(scope="module")
-def quota_server(database_url: str) -> Iterator[tuple[ServerHandle, int]]:
+def quota_db(database_url: str) -> str:
+    """The quota server's own database: its payload expiry and the feedback table it
+    counts are database-wide, so other servers of the session must not share them."""
+    return database_of_its_own(database_url, "mailsac_quota")
+
+
+@pytest.fixture(scope="module")
+def quota_server(quota_db: str) -> Iterator[tuple[ServerHandle, int]]:
     """A server with small alias/feedback limits and a short payload retention; the
     global feedback cap leaves room for exactly four more rows."""
-    existing = int(_sql(database_url, "SELECT count(*) FROM spam_feedback"))
+    existing = int(_sql(quota_db, "SELECT count(*) FROM spam_feedback"))
     data_dir = Path(tempfile.mkdtemp(prefix="mailsac-test-quota-"))
     handle = start_server(data_dir, {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": quota_db,
         "MAILSAC_MAX_ALIASES_PER_ACCOUNT": "3",
         "MAILSAC_SPAM_FEEDBACK_PER_ACCOUNT": "2",
         "MAILSAC_SPAM_FEEDBACK_MAX_ROWS": str(existing + 4),
-        "MAILSAC_WEBHOOK_PAYLOAD_RETENTION_HOURS": "0.0005",  # 1.8 s
+        "MAILSAC_WEBHOOK_PAYLOAD_RETENTION_HOURS": "0.0015",  # 5.4 s: sent well before
         "MAILSAC_RETENTION_INTERVAL": "0.5",
     })
     try:
@@ -316,13 +324,13 @@ def quota_server(database_url: str) -> Iterator[tuple[ServerHandle, int]]:
 
 
 def test_address_views_create_aliases_only_within_the_cap(
-        quota_server: tuple[ServerHandle, int], database_url: str) -> None:
+        quota_server: tuple[ServerHandle, int], quota_db: str) -> None:
     server, _ = quota_server
     account, key = new_account(server, "aliases")
     addresses = [unique_inbox() for _ in range(4)]
 
     def charged() -> int:
-        return int(_sql(database_url, "SELECT count(*) FROM inbox_aliases "
+        return int(_sql(quota_db, "SELECT count(*) FROM inbox_aliases "
                                       "WHERE created_by = :a", a=account))
 
     with client(server, key) as api:
@@ -341,7 +349,7 @@ def test_address_views_create_aliases_only_within_the_cap(
 
 
 def test_spam_feedback_is_capped_per_account_and_in_total(
-        quota_server: tuple[ServerHandle, int], database_url: str) -> None:
+        quota_server: tuple[ServerHandle, int], quota_db: str) -> None:
     server, existing = quota_server
     _, first_key = new_account(server, "teacher")
     _, second_key = new_account(server, "teacher")
@@ -357,11 +365,11 @@ def test_spam_feedback_is_capped_per_account_and_in_total(
         for message in ids[2:4]:  # the other class has its own budget
             assert first.post(f"/api/messages/{message}/ham").status_code == 200
         _error(second.post(f"/api/messages/{ids[4]}/spam"), 403, "storage is full")
-    assert int(_sql(database_url, "SELECT count(*) FROM spam_feedback")) == existing + 4
+    assert int(_sql(quota_db, "SELECT count(*) FROM spam_feedback")) == existing + 4
 
 
 def test_webhook_payload_expires_after_the_retention_period(
-        quota_server: tuple[ServerHandle, int], database_url: str) -> None:
+        quota_server: tuple[ServerHandle, int], quota_db: str) -> None:
     server, _ = quota_server
     receiver = Receiver()
     _, key = new_account(server, "expiry")
@@ -371,9 +379,9 @@ def test_webhook_payload_expires_after_the_retention_period(
             assert api.post(f"/api/addresses/{address}",
                             json={"webhook": receiver.url + "/hook"}).status_code == 200
             deliver(server, address, subject="short-lived payload")
-            receiver.wait_for(1)
+            assert len(receiver.wait_for(1)) == 1  # sent while the payload was kept
             (message,) = _ids(api, address)
-            assert _wait_until(lambda: _payload_present(database_url, message) is False), \
+            assert _wait_until(lambda: _payload_present(quota_db, message) is False), \
                 server.log()[-3000:]
             # The message itself is untouched, and the history row is still shown.
             assert api.get(f"/api/addresses/{address}/messages/{message}").status_code == 200

@@ -153,7 +153,7 @@ def test_a_tarpit_receiver_does_not_delay_other_accounts(server: ServerHandle) -
                 deliver(server, slow_box, subject=f"tarpit {n}")
             assert _wait(lambda: len(tarpit.held) >= 4, 20)
             during = [_latency(server, fast, fast_box) for _ in range(3)]
-            bound = max(2.0, 5 * idle)
+            bound = max(5.0, 5 * idle)  # blocked behind the tarpit would be its 10 s timeout
             assert max(during) < bound, (during, idle)
             stuck = api_a.get(f"/api/addresses/{slow_box}/webhook-deliveries").json()
             assert not any(d["status"] == "delivered" for d in stuck)

@@ -40,7 +40,8 @@ def test_hung_database_is_journaled_fast_and_reconciled() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="mailsac-hung-"))
     pg = EmbeddedPostgres(pg_dir, settings=FAST_SETTINGS)  # never the session's server
     pg.start()
-    handle = start_server(data_dir, {"DATABASE_URL": pg.url("mailsac"), **LIMITS})
+    handle = start_server(data_dir, {"DATABASE_URL": pg.url("mailsac"), **LIMITS,
+                                     "MAILSAC_DB_COMMIT_TIMEOUT": "1.5"})  # the default
     inbox = f"hung-{uuid.uuid4().hex[:10]}@faults.test"
     try:
         with Flood(handle, inbox) as flood, client(handle, handle.key) as api:

@@ -89,7 +89,7 @@ class HealthProbe:
         self._thread.join(70)
 
     def assert_responsive(self, idle: float) -> None:
-        bound = max(1.0, 20 * idle)
+        bound = max(2.0, 20 * idle)  # the attacks stalled 4 s or more; CI hiccups ~1 s
         assert self.latencies, "the probe got no answer at all"
         worst = max(self.latencies)
         assert worst < bound, f"/healthz took {worst:.2f}s during the attack (bound {bound:.2f}s)"

@@ -107,7 +107,7 @@ def test_sessions_withholding_the_final_dot_do_not_grow_memory(roomy: ServerHand
             assert grown < 0.3 * sent, f"RSS grew {grown:.0f} MiB for {sent:.0f} MiB withheld"
             assert len(_temp_files(roomy)) >= sessions  # the bytes are on disk instead
             slowest = max(slowest, _healthz(http))
-            assert slowest < max(1.0, 20 * idle)
+            assert slowest < max(2.0, 20 * idle)
         finally:
             for dialog in held:
                 dialog.close()
@@ -242,11 +242,13 @@ def _noop_until_closed(dialog: Dialog, limit: float) -> tuple[float, str]:
 
 @pytest.mark.slow
 def test_a_session_has_an_absolute_lifetime(short: ServerHandle) -> None:
+    connected = time.monotonic()  # the server's clock starts at the connection
     dialog = Dialog(short.smtp_port)
     try:
         assert dialog.reply()[0] == 220
         assert dialog.cmd("EHLO c.test")[0] == 250
-        lived, last = _noop_until_closed(dialog, limit=20)
+        _, last = _noop_until_closed(dialog, limit=20)
+        lived = time.monotonic() - connected
     finally:
         dialog.close()
     assert 5.0 <= lived < 15, lived  # NOOPs kept it (no pressure) until the lifetime
