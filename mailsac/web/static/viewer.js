@@ -9,12 +9,16 @@
     var target = document.getElementById("message-list");
     var status = document.getElementById("live-status");
     if (!listUrl || !eventsUrl || !target) return;
-    var busy = false, again = false, timer = null, source = null;
+    var busy = false, again = false, queued = null, timer = null, source = null;
 
     function say(text) { if (status) status.textContent = text; }
 
     function refresh(announce) {
-      if (busy) { again = true; return; }
+      if (busy) {  // once this fetch is done; its announcement is kept for then
+        again = true;
+        if (announce) queued = announce;
+        return;
+      }
       busy = true;
       fetch(listUrl, { credentials: "same-origin", cache: "no-store" })
         .then(function (response) {
@@ -29,7 +33,12 @@
         .catch(function () { /* keep the current list; the next signal retries */ })
         .then(function () {
           busy = false;
-          if (again) { again = false; refresh(); }
+          if (again) {
+            var next = queued;
+            again = false;
+            queued = null;
+            refresh(next);
+          }
         });
     }
 
