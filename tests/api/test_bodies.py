@@ -15,7 +15,8 @@ def invoice(server: ServerHandle) -> tuple[str, str]:
     """The attachments fixture (cid image + PDF) delivered once; returns (inbox, id)."""
     inbox = unique_inbox()
     assert send_raw(server, (DATA / "messages" / "attachments.eml").read_bytes(), [inbox]) == {}
-    with httpx.Client(base_url=server.http_url, headers={"Mailsac-Key": server.key}) as api:
+    with httpx.Client(base_url=server.http_url, headers={"Mailsac-Key": server.key},
+                      timeout=30) as api:
         return inbox, api.get(f"/api/addresses/{inbox}/messages").json()[0]["_id"]
 
 

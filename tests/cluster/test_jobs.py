@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import asyncpg
 import psutil
@@ -19,6 +19,7 @@ from mailsac.storage.db import asyncpg_dsn
 from mailsac.storage.joblock import retention_key
 from tests.cluster.conftest import StartCluster
 from tests.helpers import (
+    ReceiverServer,
     ServerHandle,
     client,
     database_of_its_own,
@@ -117,8 +118,7 @@ class _HookReceiver:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = ReceiverServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -150,8 +150,10 @@ def _deliveries(node: ServerHandle, key: str, address: str) -> list[dict[str, ob
         return found
 
 
-def test_each_webhook_is_delivered_once_across_three_nodes(cluster: StartCluster) -> None:
-    nodes = cluster(3)
+def test_each_webhook_is_delivered_once_across_three_nodes(
+        cluster: StartCluster, database_url: str) -> None:
+    # On a database of its own: only these three nodes may claim the deliveries.
+    nodes = cluster(3, {"DATABASE_URL": database_of_its_own(database_url, "mailsac_once")})
     receiver = _HookReceiver(hold=False)
     try:
         key, address = _webhook_address(nodes[0], receiver.url)
@@ -199,9 +201,9 @@ def _owner(port: int, nodes: list[ServerHandle]) -> ServerHandle | None:
 
 def test_a_delivery_claimed_by_a_killed_node_is_sent_by_another(
         cluster: StartCluster, database_url: str) -> None:
-    # Lease = timeout x (lane rounds: 16 // 8 + 1 = 3) + 5 s = 20 s; a 5 s timeout leaves
+    # Lease = timeout x (lane rounds: 16 // 8 + 1 = 3) + 5 s = 35 s; a 10 s timeout leaves
     # the node plenty of time to be found and killed while its request is still open.
-    nodes = cluster(3, {"MAILSAC_WEBHOOK_TIMEOUT": "5", "MAILSAC_WEBHOOK_PER_ACCOUNT": "8",
+    nodes = cluster(3, {"MAILSAC_WEBHOOK_TIMEOUT": "10", "MAILSAC_WEBHOOK_PER_ACCOUNT": "8",
                         "DATABASE_URL": database_of_its_own(database_url, "mailsac_lease")})
     receiver = _HookReceiver(hold=True)
     try:

@@ -189,7 +189,8 @@ def test_a_killed_child_is_restarted_and_the_service_keeps_answering(
     inbox = unique_inbox()
     with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=30) as smtp:
         assert smtp.sendmail("a@example.org", [inbox], make_message(inbox)) == {}
-    with httpx.Client(base_url=cluster.http_url, headers={"Mailsac-Key": ADMIN_KEY}) as client:
+    with httpx.Client(base_url=cluster.http_url, headers={"Mailsac-Key": ADMIN_KEY},
+                      timeout=30) as client:
         assert len(client.get(f"/api/addresses/{inbox}/messages").json()) == 1
     assert f"exited unexpectedly with signal {int(signal.SIGKILL)}" in cluster.log()
 

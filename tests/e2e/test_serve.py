@@ -90,7 +90,7 @@ def test_first_start_prints_a_working_key(data_dir: Path, database_url: str) -> 
         match = re.search(r"shown only once\): (k_[a-z0-9]{26})", handle.log())
         assert match, handle.log()
         response = httpx.get(f"{handle.http_url}/api/addresses/{unique_inbox()}/messages",
-                             headers={"Mailsac-Key": match.group(1)})
+                             headers={"Mailsac-Key": match.group(1)}, timeout=30)
         assert response.status_code == 200
     finally:
         assert stop_server(handle) == 0
@@ -106,7 +106,7 @@ def test_sigkill_takes_embedded_postgres_down_too(data_dir: Path) -> None:
     assert _postgres_alive(data_dir)
     handle.proc.send_signal(signal.SIGKILL)
     handle.proc.wait(10)
-    assert _wait_until(lambda: not _postgres_alive(data_dir)), "orphaned PostgreSQL"
+    assert _wait_until(lambda: not _postgres_alive(data_dir), 60), "orphaned PostgreSQL"
 
 
 def test_cli_attaches_to_the_running_service_database(data_dir: Path) -> None:
@@ -124,7 +124,7 @@ def test_cli_attaches_to_the_running_service_database(data_dir: Path) -> None:
         inbox = unique_inbox()
         deliver(handle, inbox)
         response = httpx.get(f"{handle.http_url}/api/addresses/{inbox}/messages",
-                             headers={"Mailsac-Key": key})
+                             headers={"Mailsac-Key": key}, timeout=30)
         assert response.status_code == 200 and len(response.json()) == 1
         # A second service on the same data dir is refused with a clear message.
         second = subprocess.run(
@@ -233,8 +233,9 @@ def test_admin_cli_changes_reach_the_running_service(
                             text=True, timeout=60)
     assert failed.returncode == 1 and "owned by another account" in failed.stderr
     # The running server learns about the domain through LISTEN/NOTIFY, without a restart.
-    with httpx.Client(base_url=server.http_url, headers={"Mailsac-Key": key}) as api:
-        assert _wait_until(lambda: api.get("/api/domains").json() != [])
+    with httpx.Client(base_url=server.http_url, headers={"Mailsac-Key": key},
+                      timeout=30) as api:
+        assert _wait_until(lambda: api.get("/api/domains").json() != [], 60)
         deliver(server, f"whoever@{domain}", subject="catch me")
         caught = api.get(f"/api/addresses/*@{domain}/messages").json()
         assert [m["subject"] for m in caught] == ["catch me"]
@@ -244,12 +245,15 @@ def test_admin_cli_changes_reach_the_running_service(
 def test_pending_webhook_survives_a_restart(data_dir: Path, database_url: str) -> None:
     import socket
 
-    from tests.helpers import Receiver, client, new_account
+    from tests.helpers import Receiver, client, database_of_its_own, new_account
 
     with socket.socket() as probe:  # a port nothing listens on yet
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {"DATABASE_URL": database_url, "MAILSAC_WEBHOOK_RETRY_BASE": "1"}
+    # A database of its own: the session's other servers would claim the pending delivery
+    # while this one is stopped, and could use up its attempts before the receiver is up.
+    env = {"DATABASE_URL": database_of_its_own(database_url, "mailsac_restart"),
+           "MAILSAC_WEBHOOK_RETRY_BASE": "1"}
     handle = start_server(data_dir, env)
     address = unique_inbox()
     try:

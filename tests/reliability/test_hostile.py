@@ -158,4 +158,4 @@ def test_random_command_streams_get_well_formed_replies(server: ServerHandle,
                 session.cmd(b"Subject: fuzz\r\n\r\nbody\r\n.\r\n")
     finally:
         session.close()
-    assert httpx.get(f"{server.http_url}/healthz").status_code == 200
+    assert httpx.get(f"{server.http_url}/healthz", timeout=30).status_code == 200

@@ -28,6 +28,7 @@ import websockets
 from tests.helpers import (
     ServerHandle,
     client,
+    log_failures,
     metric,
     new_account,
     start_server,
@@ -59,7 +60,7 @@ def target(database_url: str) -> Iterator[ServerHandle]:
         "MAILSAC_WEB_SESSIONS_PER_IP": str(SESSIONS_PER_IP),
     })
     yield handle
-    errors = [line for line in handle.log().splitlines() if "Traceback" in line]
+    errors = log_failures(handle.log(), levels=())  # tracebacks only
     assert stop_server(handle) == 0, handle.log()
     assert not errors, handle.log()[-5000:]
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -250,14 +251,14 @@ def test_slow_headers_are_cut_off(target: ServerHandle) -> None:
     # A request that never completes its headers, trickled so the connection never idles.
     with _connect(target) as sock:
         took = _closed_after(sock, b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200, 15)
-        assert HEADER_TIMEOUT * 0.9 <= took < HEADER_TIMEOUT + 5
+        assert HEADER_TIMEOUT - 0.5 <= took < HEADER_TIMEOUT + 5  # clocks start apart
     # The same between keep-alive requests: one full request, then a never-ending one.
     with _connect(target) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         status, _, _ = _read_response(sock)
         assert status == 200
         took = _closed_after(sock, b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200, 15)
-        assert HEADER_TIMEOUT * 0.9 <= took < HEADER_TIMEOUT + 5
+        assert HEADER_TIMEOUT - 0.5 <= took < HEADER_TIMEOUT + 5  # clocks start apart
 
 
 def test_endless_headers_get_431_and_do_not_grow_memory(target: ServerHandle) -> None:

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from mailsac.api.openapi import build_spec
-from tests.helpers import ServerHandle, new_account, start_server, stop_server
+from tests.helpers import ServerHandle, log_failures, new_account, start_server, stop_server
 
 schema = schemathesis.openapi.from_dict(build_spec())
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))  # per operation
@@ -36,7 +36,7 @@ def fuzz_target(database_url: str) -> Iterator[tuple[ServerHandle, str]]:
     handle = start_server(data_dir, {"DATABASE_URL": database_url})
     _, key = new_account(handle, "fuzz")  # not an admin key: admin routes answer 403
     yield handle, key
-    errors = [line for line in handle.log().splitlines() if "Traceback" in line or "ERROR" in line]
+    errors = log_failures(handle.log())
     assert stop_server(handle) == 0, handle.log()
     assert not errors, handle.log()[-5000:]
     shutil.rmtree(data_dir, ignore_errors=True)

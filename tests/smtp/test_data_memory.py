@@ -105,13 +105,16 @@ def test_sessions_withholding_the_final_dot_do_not_grow_memory(roomy: ServerHand
             grown = _rss_mib(roomy) - before
             sent = sessions * size / MIB
             assert grown < 0.3 * sent, f"RSS grew {grown:.0f} MiB for {sent:.0f} MiB withheld"
+            deadline = time.monotonic() + 30  # sessions' last bytes may still be spooling
+            while len(_temp_files(roomy)) < sessions and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert len(_temp_files(roomy)) >= sessions  # the bytes are on disk instead
             slowest = max(slowest, _healthz(http))
             assert slowest < max(2.0, 20 * idle)
         finally:
             for dialog in held:
                 dialog.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while _temp_files(roomy) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _temp_files(roomy) == []  # disconnects mid-DATA leave no temp file
@@ -144,7 +147,8 @@ def test_spooled_message_is_stored_byte_exact(roomy: ServerHandle) -> None:
         assert code == 250, text
     finally:
         dialog.close()
-    with httpx.Client(base_url=roomy.http_url, headers={"Mailsac-Key": roomy.key}) as api:
+    with httpx.Client(base_url=roomy.http_url, headers={"Mailsac-Key": roomy.key},
+                      timeout=30) as api:
         (message,) = api.get(f"/api/addresses/{to}/messages").json()
         raw = api.get(f"/api/raw/{to}/{message['_id']}").content
         assert message["size"] == len(raw)
@@ -269,7 +273,7 @@ def test_noop_does_not_keep_a_session_alive_under_pressure(short: ServerHandle) 
             sock.makefile("rb").readline()
             others.append(sock)
         lived, last = _noop_until_closed(dialog, limit=10)
-        assert lived < 5, lived  # the idle clock ran on through the NOOPs (1.5 s)
+        assert lived < 10, lived  # the idle clock ran on through the NOOPs (1.5 s, not 20)
     finally:
         dialog.close()
         for sock in others:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from mailsac.listeners.admission import Admission
 from mailsac.smtp.budget import DataBudget
 from mailsac.smtp.datastream import DotDecoder, decode_whole
-from tests.timing import growth_ratio
+from tests.timing import assert_linear
 
 # Pieces that make the interesting cases likely: dots at line starts, bare CR and LF,
 # CRLFs, and whole or partial end-of-data lines.
@@ -81,7 +81,7 @@ def test_decoding_cost_is_linear_in_the_size() -> None:
         stream = b"\r\n..x" * (n * 1000) + b"\r\n.\r\n"
         return [stream[i:i + 1000] for i in range(0, len(stream), 1000)]
 
-    assert growth_ratio(run, make, 20) < 24
+    assert_linear(run, make, 20)
 
 
 async def test_budget_leases_wait_grow_and_release() -> None:

@@ -183,7 +183,7 @@ def test_a_20_mb_message_does_not_stall_the_api(limited: ServerHandle) -> None:
             started = time.monotonic()
             assert api.get("/healthz").status_code == 200
             answered += 1
-            assert time.monotonic() - started < 5  # never stuck behind the upload
+            assert time.monotonic() - started < 15  # never stuck behind the upload (seconds)
         thread.join()
         assert result["refused"] == {}
         (message,) = api.get(f"/api/addresses/{to}/messages").json()

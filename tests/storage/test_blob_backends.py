@@ -131,11 +131,13 @@ async def test_orphan_sweep_removes_only_old_unreferenced_blobs(
     async with engine.begin() as conn:
         await queries.insert_messages(conn, _records(kept, unique_inbox("sweep.test")))
     written = time.time()
-    # S3 lists LastModified in whole seconds: leave a gap of more than one second
-    # between the old blobs and the young one, and cut in between (no speed assumption).
-    await asyncio.sleep(2.5)
+    # S3 lists LastModified in whole seconds: leave a gap of several seconds between the
+    # old blobs and the young one, and cut in between, 2 s after the old ones. The cut
+    # moves on with the clock while the sweep runs: a busy sweep has 2 s before it could
+    # take the young blob for an old one.
+    await asyncio.sleep(5)
     await store.write(young, b"raw")
-    min_age = time.time() - (written + 0.75)
+    min_age = time.time() - (written + 2)
     await sweep_orphans(engine, store, min_age=min_age)
     assert await _exists(store, kept)
     assert not await _exists(store, orphan)
@@ -250,7 +252,8 @@ async def test_mail_round_trip_across_nodes_and_delete(
         assert (await blobs.read(keys[1])).endswith(large)
         for message_id in stored.values():
             response = httpx.delete(f"{second.http_url}/api/addresses/{inbox}/messages/"
-                                    f"{message_id}", headers={"Mailsac-Key": second.key})
+                                    f"{message_id}", headers={"Mailsac-Key": second.key},
+                                    timeout=30)
             assert response.status_code == 200
         for key in keys:
             assert not await _exists(blobs, key)  # deleting the message deleted its blob

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,13 +18,17 @@ from mailsac.storage import accounts as account_store
 from mailsac.storage import messages as queries
 from mailsac.storage.db import create_engine
 from mailsac.storage.retention import EXPIRY_REWALK, RetentionPolicy, RetentionSweeper
+from tests.helpers import database_of_its_own
 
 NOW = 2_000_000_000.0  # a fixed "now" for the injected clock
 
 
 @pytest.fixture(scope="module")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(database_url, pool_size=2)
+    # A database of its own: these sweeps delete mail database-wide (public mail of every
+    # server) and time their full scans, which the session's shared tables would slow.
+    url = await asyncio.to_thread(database_of_its_own, database_url, "mailsac_retention")
+    eng = create_engine(url, pool_size=2)
     yield eng
     await eng.dispose()
 
