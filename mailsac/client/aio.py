@@ -58,9 +58,11 @@ class _AsyncWaits:
     def expect(self, *, subject: str | None = None, from_: str | None = None,
                to: str | None = None, contains: str | None = None,
                timeout: float = 30.0) -> AsyncPending[AsyncMessage]:
+        client, target = self._wait_scope()
         return AsyncPending(lambda since: self.wait(subject=subject, from_=from_, to=to,
                                                     contains=contains, since=since,
-                                                    timeout=timeout))
+                                                    timeout=timeout),
+                            lambda: client._run(ops.expect_since(target)))
 
 
 class AsyncClient(_AsyncWaits):
@@ -197,14 +199,16 @@ class AsyncPending(Generic[T]):
     """``async with inbox.expect(...) as pending: ...; msg = await pending.result()``
     (see :class:`~mailsac.client.sync.Pending`)."""
 
-    def __init__(self, run: Callable[[datetime], Awaitable[T]]) -> None:
+    def __init__(self, run: Callable[[datetime], Awaitable[T]],
+                 start: Callable[[], Awaitable[datetime]] | None = None) -> None:
         self._run = run
+        self._start = start
         self.since: datetime | None = None
         self._done = False
         self._value: T | None = None
 
     async def __aenter__(self) -> AsyncPending[T]:
-        self.since = datetime.now(UTC)
+        self.since = await self._start() if self._start else datetime.now(UTC)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,

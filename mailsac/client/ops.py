@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -441,6 +441,31 @@ class WaitTarget:
         return cls("the account's addresses and domains", "/api/messages/wait",
                    Call("GET", "/api/inbox", {"limit": str(SHOWN_ON_TIMEOUT)}, ok=None),
                    "messages")
+
+
+_NEVER = "9999-01-01T00:00:00.000Z"  # a ``since`` no message can be received after
+
+
+def expect_since(target: WaitTarget) -> Flow[datetime]:
+    """Where :meth:`expect` starts: the *server's* clock now, plus one millisecond.
+
+    A wait that cannot match answers 204 at once, saying when it ended by the server's
+    clock (``X-Mailsac-Waited-Until``, millisecond precision). That, not this machine's
+    clock, is what ``received`` is compared with, so a skewed clock between the test
+    runner and the service cannot hide new mail or let old mail match. The millisecond
+    excludes mail stored in the very millisecond of the answer: it came before it. Mail an
+    action causes cannot: the action starts only once the answer has been received.
+    Against a server without waits (no header), this machine's clock is used."""
+    response = yield Call("GET", target.wait_path, {"since": _NEVER, "timeout": "0"},
+                          ok=None)
+    header = response.headers.get("X-Mailsac-Waited-Until")
+    try:
+        server_now = datetime.fromisoformat(header) if header else None
+    except ValueError:
+        server_now = None
+    if server_now is None or server_now.tzinfo is None:
+        return datetime.now(UTC)
+    return server_now + timedelta(milliseconds=1)
 
 
 def wait(target: WaitTarget, criteria: Criteria, *, since: datetime | str | None,

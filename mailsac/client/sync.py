@@ -67,10 +67,13 @@ class _Waits:
     def expect(self, *, subject: str | None = None, from_: str | None = None,
                to: str | None = None, contains: str | None = None,
                timeout: float = 30.0) -> Pending[Message]:
-        """A :class:`Pending` wait: ``since`` is when the ``with`` block starts."""
+        """A :class:`Pending` wait: ``since`` is when the ``with`` block starts (by the
+        server's clock)."""
+        client, target = self._wait_scope()
         return Pending(lambda since: self.wait(subject=subject, from_=from_, to=to,
                                                contains=contains, since=since,
-                                               timeout=timeout))
+                                               timeout=timeout),
+                       lambda: client._run(ops.expect_since(target)))
 
 
 class Client(_Waits):
@@ -227,14 +230,16 @@ class Pending(Generic[T]):
     Leaving the block without an exception waits (raising :class:`WaitTimeout`);
     :meth:`result` may also be called inside the block."""
 
-    def __init__(self, run: Callable[[datetime], T]) -> None:
+    def __init__(self, run: Callable[[datetime], T],
+                 start: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._run = run
+        self._start = start
         self.since: datetime | None = None
         self._done = False
         self._value: T | None = None
 
     def __enter__(self) -> Pending[T]:
-        self.since = datetime.now(UTC)
+        self.since = self._start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
 from mailsac.client import WaitTimeout
-from mailsac.client.ops import EPOCH, MAX_SERVER_WAIT, Criteria, WaitTarget, wait
+from mailsac.client.ops import (
+    EPOCH,
+    MAX_SERVER_WAIT,
+    Criteria,
+    WaitTarget,
+    expect_since,
+    wait,
+)
 
 MESSAGE = {"_id": "m1", "inbox": "a@example.test", "subject": "Hi",
            "from": [{"name": "", "address": "x@example.org"}], "to": [],
@@ -60,3 +69,23 @@ def test_timeout_reports_matched_count_and_listing_failure() -> None:
     assert "only 1 of 3 messages matching to contains 'bob' arrived in domain d.test" \
         in str(timed_out.value)
     assert "could not list domain d.test: HTTP 503" in str(timed_out.value)
+
+
+def test_expect_starts_at_the_servers_clock_not_this_machines() -> None:
+    # The server's clock is an hour behind ours: mail it stores during the next hour
+    # would all be "before" a since taken from our clock.
+    flow = expect_since(WaitTarget.inbox("a@example.test"))
+    probe = next(flow)
+    assert probe.path == "/api/addresses/a@example.test/messages/wait"
+    assert probe.params == {"since": "9999-01-01T00:00:00.000Z", "timeout": "0"}
+    with pytest.raises(StopIteration) as done:
+        flow.send(_answer(204, headers={"X-Mailsac-Waited-Until": "2025-01-01T10:00:00.123Z"}))
+    assert done.value.value == datetime(2025, 1, 1, 10, 0, 0, 124000, tzinfo=UTC)
+
+
+def test_expect_falls_back_to_this_machines_clock_without_the_header() -> None:
+    flow = expect_since(WaitTarget.account())
+    next(flow)
+    with pytest.raises(StopIteration) as done:
+        flow.send(_answer(404, {"message": "Not Found", "error": "Not Found"}))
+    assert abs(done.value.value - datetime.now(UTC)) < timedelta(minutes=1)
