@@ -324,7 +324,7 @@ def test_bench_end_to_end_with_a_spawned_server() -> None:
         [sys.executable, "-m", "mailsac.bench", "--spawn", "--scenario", "smoke",
          "--messages", "50", "--sessions", "5", "--runs", "1", "--idle-requests", "10",
          "--raw-check", "5", "--json", "--no-progress"],
-        cwd=ROOT, capture_output=True, timeout=120, check=False)
+        cwd=ROOT, capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     report = json.loads(done.stdout)
     assert {"scenario", "target", "runs", "summary", "targets", "host"} <= report.keys()
