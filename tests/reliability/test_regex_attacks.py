@@ -44,6 +44,9 @@ class Probe:
 
     def __enter__(self) -> Probe:
         self._thread.start()
+        deadline = time.monotonic() + 30  # probing before the attack starts, not after
+        while not self.latencies and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:

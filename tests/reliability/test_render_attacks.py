@@ -81,6 +81,9 @@ class HealthProbe:
 
     def __enter__(self) -> HealthProbe:
         self._thread.start()
+        deadline = time.monotonic() + 30  # probing before the attack starts, not after
+        while not self.latencies and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
