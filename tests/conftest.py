@@ -22,7 +22,7 @@ from mailsac.storage.embedded import FAST_SETTINGS, EmbeddedPostgres
 from tests.helpers import ServerHandle, start_server, stop_server, unique_inbox
 
 # No per-example deadline: CI machines are shared and noisy, and one example slowed by a
-# neighbour is not a bug. Where cost matters, tests measure it explicitly (n against 4n).
+# neighbour is not a bug. Where cost matters, tests measure its growth (tests/timing.py).
 settings.register_profile("mailsac", deadline=None)
 settings.load_profile("mailsac")
 
