@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from mailsac.storage.embedded import EmbeddedPostgres
 from tests.helpers import (
     ROOT,
     ServerHandle,
     client,
+    database_of_its_own,
     deliver,
     make_message,
     new_account,
@@ -54,14 +54,8 @@ def _deliver_report(server: ServerHandle, key: str, word: str) -> dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def private(pg_server: EmbeddedPostgres) -> Iterator[tuple[Path, dict[str, str]]]:
-    import asyncio
-
-    from mailsac.storage.db import ensure_database, run_migrations
-
-    url = pg_server.url("mailsac_spam_teach_" + uuid.uuid4().hex[:8])
-    asyncio.run(ensure_database(url))
-    run_migrations(url)
+def private(database_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    url = database_of_its_own(database_url, "mailsac_spam_teach")
     data_dir = Path(tempfile.mkdtemp(prefix="mailsac-teach-"))
     yield data_dir, {"DATABASE_URL": url}
     shutil.rmtree(data_dir, ignore_errors=True)

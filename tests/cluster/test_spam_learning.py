@@ -22,10 +22,10 @@ import pytest
 
 from mailsac.spam_autolearn import AUTO_ACCOUNT
 from mailsac.storage.db import asyncpg_dsn
-from mailsac.storage.embedded import EmbeddedPostgres
 from tests.helpers import (
     ServerHandle,
     client,
+    database_of_its_own,
     deliver,
     make_message,
     metric,
@@ -38,13 +38,8 @@ PATIENCE = 60.0
 
 
 @pytest.fixture()
-def private_db(pg_server: EmbeddedPostgres) -> str:
-    from mailsac.storage.db import ensure_database, run_migrations
-
-    url = pg_server.url("mailsac_spam_nodes_" + uuid.uuid4().hex[:8])
-    asyncio.run(ensure_database(url))
-    run_migrations(url)
-    return url
+def private_db(database_url: str) -> str:
+    return database_of_its_own(database_url, "mailsac_spam_nodes")
 
 
 @pytest.fixture()

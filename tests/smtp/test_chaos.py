@@ -5,7 +5,6 @@ so they are tested only on a private server with a private database."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import smtplib
 import tempfile
@@ -18,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from mailsac.storage.db import ensure_database, run_migrations
-from mailsac.storage.embedded import EmbeddedPostgres
 from tests.helpers import (
     ServerHandle,
     client,
+    database_of_its_own,
     make_message,
     metric,
     new_account,
@@ -260,11 +258,8 @@ def test_isolation_between_accounts(server: ServerHandle) -> None:
 
 
 @pytest.fixture(scope="module")
-def lonely_db(pg_server: EmbeddedPostgres) -> str:
-    url = pg_server.url("mailsac_chaos_" + uuid.uuid4().hex[:8])
-    asyncio.run(ensure_database(url))
-    run_migrations(url)
-    return url
+def lonely_db(database_url: str) -> str:
+    return database_of_its_own(database_url, "mailsac_chaos")
 
 
 def _node(url: str) -> Iterator[ServerHandle]:
