@@ -14,6 +14,7 @@ import poplib
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,24 @@ class Dialog:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+def admitted_dialogs(port: int, count: int = 1) -> list[Dialog]:
+    """``count`` sessions from 127.0.0.1 that the server greeted with +OK, open at once.
+
+    A refused one (over a per-IP cap) is tried again for a while: the server sees a
+    connection that the client closed, for instance in the previous test, a moment later.
+    After the deadline the refused dialog is returned as it is, for the test to report."""
+    held: list[Dialog] = []
+    deadline = time.monotonic() + 15
+    while len(held) < count:
+        d = Dialog(port)
+        if d.greeting.startswith("+OK") or time.monotonic() > deadline:
+            held.append(d)
+            continue
+        d.close()
+        time.sleep(0.1)
+    return held
 
 
 @pytest.fixture()

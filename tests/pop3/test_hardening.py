@@ -19,7 +19,14 @@ import pytest
 
 from mailsac.pop3.login import failure_key
 from tests.helpers import deliver, unique_inbox
-from tests.pop3.conftest import Dialog, Pop3Server, plain, start_pop3_server, stop_pop3_server
+from tests.pop3.conftest import (
+    Dialog,
+    Pop3Server,
+    admitted_dialogs,
+    plain,
+    start_pop3_server,
+    stop_pop3_server,
+)
 
 LOGIN_TIMEOUT = 1.5
 LIFETIME = 4.0
@@ -125,23 +132,8 @@ def test_deny_listed_ip_is_refused_at_connect(hardened: Pop3Server) -> None:
         again.close()
 
 
-def _prelogin_sessions(server: Pop3Server, count: int) -> list[Dialog]:
-    """``count`` greeted sessions from 127.0.0.1; a refused one is tried again while the
-    server still counts sessions of an earlier test that the client has closed."""
-    held: list[Dialog] = []
-    deadline = time.monotonic() + 15
-    while len(held) < count:
-        d = Dialog(server.port)
-        if d.greeting.startswith("+OK") or time.monotonic() > deadline:
-            held.append(d)
-            continue
-        d.close()
-        time.sleep(0.1)
-    return held
-
-
 def test_prelogin_sessions_are_capped_per_ip(hardened: Pop3Server) -> None:
-    held = _prelogin_sessions(hardened, PRELOGIN_PER_IP)
+    held = admitted_dialogs(hardened.port, PRELOGIN_PER_IP)
     try:
         assert all(d.greeting.startswith("+OK") for d in held)
         refused = Dialog(hardened.port)  # refused at once, no waiting
@@ -163,14 +155,14 @@ def test_prelogin_sessions_are_capped_per_ip(hardened: Pop3Server) -> None:
 
 def _all_prelogin_slots_admitted(server: Pop3Server) -> bool:
     """Whether PRELOGIN_PER_IP sessions from 127.0.0.1 can all be greeted at once."""
-    fresh = _prelogin_sessions(server, PRELOGIN_PER_IP)
+    fresh = admitted_dialogs(server.port, PRELOGIN_PER_IP)
     for d in fresh:
         d.close()
     return all(d.greeting.startswith("+OK") for d in fresh)
 
 
 def test_login_deadline_closes_chatty_unauthenticated_sessions(hardened: Pop3Server) -> None:
-    (d,) = _prelogin_sessions(hardened, 1)
+    (d,) = admitted_dialogs(hardened.port)
     try:
         started = time.monotonic()
         last = ""

@@ -22,6 +22,7 @@ from tests.helpers import (
 from tests.pop3.conftest import (
     Dialog,
     Pop3Server,
+    admitted_dialogs,
     plain,
     start_pop3_server,
     stop_pop3_server,
@@ -82,21 +83,8 @@ def test_stls_with_the_generated_certificate(strict: Pop3Server) -> None:
     assert not log_failures(strict.handle.log(), levels=())
 
 
-def _admitted(server: Pop3Server) -> Dialog:
-    """A new session, asked for again while the per-IP cap still counts sessions that the
-    client closed but the server has not yet seen close (it waits only 0.3 s for a slot,
-    less than the idle timeout that would free one)."""
-    deadline = time.monotonic() + 15
-    while True:
-        d = Dialog(server.port)
-        if d.greeting.startswith("+OK") or time.monotonic() > deadline:
-            return d
-        d.close()
-        time.sleep(0.1)
-
-
 def test_admission_caps_sessions_per_ip(strict: Pop3Server) -> None:
-    held = [_admitted(strict) for _ in range(4)]
+    held = admitted_dialogs(strict.port, 4)
     try:
         assert all(d.greeting.startswith("+OK") for d in held)
         refused = Dialog(strict.port)  # waits MAILSAC_ADMISSION_TIMEOUT for a slot
@@ -106,7 +94,7 @@ def test_admission_caps_sessions_per_ip(strict: Pop3Server) -> None:
         leaving = held.pop()
         assert leaving.cmd("QUIT").startswith("+OK")  # a slot comes free
         leaving.close()
-        admitted = _admitted(strict)
+        (admitted,) = admitted_dialogs(strict.port)
         assert admitted.greeting.startswith("+OK")
         held.append(admitted)
     finally:
@@ -116,7 +104,7 @@ def test_admission_caps_sessions_per_ip(strict: Pop3Server) -> None:
 
 def test_idle_session_is_closed_without_a_response(strict: Pop3Server) -> None:
     started = time.monotonic()  # the server's idle clock starts no earlier than this
-    d = _admitted(strict)
+    (d,) = admitted_dialogs(strict.port)
     try:
         assert d.closed()  # RFC 1939 §3: the autologout timer closes silently
         assert time.monotonic() - started >= IDLE - 0.2
