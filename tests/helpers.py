@@ -12,6 +12,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -282,3 +283,14 @@ def metric(node: ServerHandle, name: str, labels: str = "") -> float:
     pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
     found = re.search(pattern, text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+async def hub_subscribed(node: ServerHandle, count: int, within: float) -> bool:
+    """Whether ``node`` has at least ``count`` hub subscribers (open waits, feeds and
+    streams) within ``within`` seconds: a test's concurrent waits are all in place."""
+    deadline = time.monotonic() + within
+    while await asyncio.to_thread(metric, node, "mailsac_hub_subscribers") < count:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
